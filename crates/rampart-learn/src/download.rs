@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::data::{DatasetKind, IdxSet, FASHION_MNIST, MNIST, read_maybe_gz, verify_sha256};
+use crate::data::{DatasetKind, FASHION_MNIST, IdxSet, MNIST, read_maybe_gz, verify_sha256};
 use crate::error::DataError;
 
 /// The MNIST home page's file location.
@@ -98,7 +98,11 @@ pub enum DownloadError {
 /// [`MNIST_URL`] or [`FASHION_MNIST_URL`]). Files already present in `dir`
 /// with the right hash are kept. Each download is decompressed and checked
 /// against the published SHA-256 before it is written.
-pub fn download(kind: &DatasetKind, dir: &Path, base_url: Option<&str>) -> Result<(), DownloadError> {
+pub fn download(
+    kind: &DatasetKind,
+    dir: &Path,
+    base_url: Option<&str>,
+) -> Result<(), DownloadError> {
     let (set, default): (&IdxSet, &str) = match kind {
         DatasetKind::Mnist => (&MNIST, MNIST_URL),
         DatasetKind::FashionMnist => (&FASHION_MNIST, FASHION_MNIST_URL),

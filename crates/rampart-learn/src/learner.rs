@@ -566,8 +566,8 @@ impl Learner {
             });
         }
         let dim = self.dim();
-        let momentum_ok = ckpt.momentum.len() == dim
-            || (ckpt.momentum.is_empty() && self.momentum.is_empty());
+        let momentum_ok =
+            ckpt.momentum.len() == dim || (ckpt.momentum.is_empty() && self.momentum.is_empty());
         if ckpt.parameters.len() != dim || !momentum_ok {
             return Err(CheckpointError::DimMismatch {
                 path: path.to_path_buf(),

@@ -244,7 +244,12 @@ impl SimpleBackend for SeededStore {
         Ok(tensor)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let vars = self.vars.lock().unwrap_or_else(PoisonError::into_inner);
         vars.get(name)
             .map(|v| v.as_tensor().clone())
@@ -328,11 +333,10 @@ impl Network {
         };
         let vb = VarBuilder::from_backend(Box::new(store.clone()), DType::F32, Device::Cpu);
         let model = build(vb)?;
-        let vars: Vec<(String, Var)> = std::mem::take(
-            &mut *store.vars.lock().unwrap_or_else(PoisonError::into_inner),
-        )
-        .into_iter()
-        .collect();
+        let vars: Vec<(String, Var)> =
+            std::mem::take(&mut *store.vars.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_iter()
+                .collect();
         let dim = vars.iter().map(|(_, v)| v.elem_count()).sum();
         Ok(Self {
             model: Box::new(model),
@@ -469,14 +473,27 @@ mod tests {
             .unwrap();
         assert_eq!(mlp.dim(), 784 * 128 + 128 + 128 * 10 + 10);
         let cnn = ModelKind::Cnn.build(&[1, 28, 28], 10, 0).unwrap();
-        assert_eq!(cnn.dim(), (16 * 25 + 16) + (32 * 16 * 25 + 32) + (32 * 16 * 10 + 10));
+        assert_eq!(
+            cnn.dim(),
+            (16 * 25 + 16) + (32 * 16 * 25 + 32) + (32 * 16 * 10 + 10)
+        );
         let names: Vec<String> = cnn.layout().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "fc.bias", "fc.weight"]
+            [
+                "conv1.bias",
+                "conv1.weight",
+                "conv2.bias",
+                "conv2.weight",
+                "fc.bias",
+                "fc.weight"
+            ]
         );
         let cifar = ModelKind::Cnn.build(&[3, 32, 32], 10, 0).unwrap();
-        assert_eq!(cifar.dim(), (16 * 75 + 16) + (32 * 16 * 25 + 32) + (800 * 10 + 10));
+        assert_eq!(
+            cifar.dim(),
+            (16 * 75 + 16) + (32 * 16 * 25 + 32) + (800 * 10 + 10)
+        );
     }
 
     #[test]
@@ -496,15 +513,30 @@ mod tests {
         let net = ModelKind::LogReg.build(&[4], 3, 0).unwrap();
         assert!(matches!(
             net.set_parameters(&[0.0; 3]),
-            Err(LearnError::DimMismatch { expected: 15, found: 3 })
+            Err(LearnError::DimMismatch {
+                expected: 15,
+                found: 3
+            })
         ));
     }
 
     #[test]
     fn init_is_seeded_and_order_independent() {
-        let a = ModelKind::Mlp { hidden: vec![16, 8] }.build(&[12], 5, 3).unwrap();
-        let b = ModelKind::Mlp { hidden: vec![16, 8] }.build(&[12], 5, 3).unwrap();
-        let c = ModelKind::Mlp { hidden: vec![16, 8] }.build(&[12], 5, 4).unwrap();
+        let a = ModelKind::Mlp {
+            hidden: vec![16, 8],
+        }
+        .build(&[12], 5, 3)
+        .unwrap();
+        let b = ModelKind::Mlp {
+            hidden: vec![16, 8],
+        }
+        .build(&[12], 5, 3)
+        .unwrap();
+        let c = ModelKind::Mlp {
+            hidden: vec![16, 8],
+        }
+        .build(&[12], 5, 4)
+        .unwrap();
         assert_eq!(a.parameters().unwrap(), b.parameters().unwrap());
         assert_ne!(a.parameters().unwrap(), c.parameters().unwrap());
         // Kaiming normal: std sqrt(2 / fan_in) for the first weight.

@@ -104,7 +104,11 @@ pub fn partition(
                 let mut cum = 0.0;
                 let mut start = 0;
                 for (node, &gi) in g.iter().enumerate() {
-                    cum += if total > 0.0 { gi / total } else { 1.0 / n as f64 };
+                    cum += if total > 0.0 {
+                        gi / total
+                    } else {
+                        1.0 / n as f64
+                    };
                     let end = if node + 1 == n {
                         m
                     } else {
@@ -190,7 +194,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(partition(Partition::Iid, &[0], 0, 0), Err(PartitionError::ZeroNodes));
+        assert_eq!(
+            partition(Partition::Iid, &[0], 0, 0),
+            Err(PartitionError::ZeroNodes)
+        );
         assert_eq!(
             partition(Partition::Dirichlet { alpha: 0.0 }, &[0], 2, 0),
             Err(PartitionError::BadAlpha { alpha: 0.0 })
@@ -200,6 +207,9 @@ mod tests {
             Err(PartitionError::NodeOutOfRange { node: 2, nodes: 2 })
         );
         let all = Partition::Iid.split(&[0, 1, 2, 3], 2, 9).unwrap();
-        assert_eq!(Partition::Iid.shard(&[0, 1, 2, 3], 2, 1, 9).unwrap(), all[1]);
+        assert_eq!(
+            Partition::Iid.shard(&[0, 1, 2, 3], 2, 1, 9).unwrap(),
+            all[1]
+        );
     }
 }

@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rampart_learn::{
-    DatasetKind, Learner, LearnerConfig, ModelKind, Schedule, SyntheticConfig,
-};
+use rampart_learn::{DatasetKind, Learner, LearnerConfig, ModelKind, Schedule, SyntheticConfig};
 
-const MNIST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/mnist");
+const MNIST_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/datasets/mnist"
+);
 
 fn train(learner: &mut Learner, steps: usize) {
     for _ in 0..steps {
@@ -16,8 +17,9 @@ fn train(learner: &mut Learner, steps: usize) {
     }
 }
 
-/// MLP 784-128-10, batch 64, lr 0.05 with momentum 0.9, 2,000 steps
-/// (~2 epochs): at least 97% test accuracy.
+/// MLP 784-128-10, batch 64, momentum 0.9, cosine learning rate from 0.05
+/// to 0 over 3,000 steps (3.2 epochs): at least 97% test accuracy (97.6%
+/// measured, ~11 s in the test profile on 2 cores).
 #[test]
 fn mlp_on_mnist_reaches_97_percent() {
     let dir = Path::new(MNIST_DIR);
@@ -34,11 +36,15 @@ fn mlp_on_mnist_reaches_97_percent() {
     let config = LearnerConfig::builder()
         .batch_size(64)
         .momentum(0.9)
-        .schedule(Schedule::Constant { lr: 0.05 })
+        .schedule(Schedule::Cosine {
+            lr: 0.05,
+            min_lr: 0.0,
+            total: 3000,
+        })
         .build()
         .unwrap();
     let mut learner = Learner::new(net, config, split.train, 1).unwrap();
-    train(&mut learner, 2000);
+    train(&mut learner, 3000);
     let eval = learner.evaluate(&split.test).unwrap();
     println!(
         "MNIST MLP 784-128-10: accuracy {:.4}, loss {:.4}, load {:.1?}, total {:.1?}",
@@ -50,8 +56,9 @@ fn mlp_on_mnist_reaches_97_percent() {
     assert!(eval.accuracy >= 0.97, "{eval:?}");
 }
 
-/// MLP 32-64-10 on the default synthetic task, batch 32, 400 steps: at
-/// least 90%; logistic regression, same budget, stays clearly below.
+/// MLP 32-64-10 on the default synthetic task, batch 32, momentum 0.9,
+/// cosine learning rate from 0.05 over 600 steps: at least 90%; logistic
+/// regression, same budget, stays at least 10 points below.
 #[test]
 fn mlp_on_synthetic_reaches_90_percent() {
     let kind = DatasetKind::Synthetic(SyntheticConfig::new(1));
@@ -59,7 +66,11 @@ fn mlp_on_synthetic_reaches_90_percent() {
     let config = LearnerConfig::builder()
         .batch_size(32)
         .momentum(0.9)
-        .schedule(Schedule::Constant { lr: 0.05 })
+        .schedule(Schedule::Cosine {
+            lr: 0.05,
+            min_lr: 0.0,
+            total: 600,
+        })
         .build()
         .unwrap();
     let run = |model: ModelKind, steps: usize| {
@@ -77,6 +88,6 @@ fn mlp_on_synthetic_reaches_90_percent() {
     let mlp = run(ModelKind::Mlp { hidden: vec![64] }, 600);
     let logreg = run(ModelKind::LogReg, 600);
     println!("synthetic accuracy per 100 steps: mlp {mlp:.3?} logreg {logreg:.3?}");
-    assert!(mlp[3] >= 0.90, "{mlp:?}");
-    assert!(logreg[5] < mlp[5] - 0.05, "{logreg:?} vs {mlp:?}");
+    assert!(mlp[5] >= 0.90, "{mlp:?}");
+    assert!(logreg[5] < mlp[5] - 0.10, "{logreg:?} vs {mlp:?}");
 }

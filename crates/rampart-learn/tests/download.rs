@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use rampart_learn::{DataError, DatasetKind, DownloadError, download};
 
-const MNIST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/mnist");
+const MNIST_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/datasets/mnist"
+);
 
 /// Serves `GET /good/<f>` from `dir`, `/flipped/<f>` with one byte of the
 /// gzip stream flipped, `/altered/<f>` re-compressed after changing one
@@ -74,7 +77,10 @@ fn serve(dir: &Path, stream: std::net::TcpStream) {
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let mut out = &stream;
-    let (kind, name) = path.trim_start_matches('/').split_once('/').unwrap_or(("", ""));
+    let (kind, name) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("", ""));
     let file = dir.join(name);
     if name.contains("..") || !file.is_file() {
         let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
@@ -121,7 +127,11 @@ fn serve(dir: &Path, stream: std::net::TcpStream) {
             return;
         }
     }
-    let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     let _ = out.write_all(&body);
 }
 
@@ -137,18 +147,42 @@ fn downloads_verify_and_refuse_corruption() {
 
     // Corrupted gzip stream: refused, nothing written.
     let dest = tempfile::tempdir().unwrap();
-    let e = download(&DatasetKind::Mnist, dest.path(), Some(&format!("{base}/flipped"))).unwrap_err();
-    assert!(matches!(e, DownloadError::Data(DataError::Io { .. })), "{e}");
+    let e = download(
+        &DatasetKind::Mnist,
+        dest.path(),
+        Some(&format!("{base}/flipped")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, DownloadError::Data(DataError::Io { .. })),
+        "{e}"
+    );
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
 
     // Valid gzip of altered data: refused by the hash, nothing written.
-    let e = download(&DatasetKind::Mnist, dest.path(), Some(&format!("{base}/altered"))).unwrap_err();
-    assert!(matches!(e, DownloadError::Data(DataError::HashMismatch { .. })), "{e}");
+    let e = download(
+        &DatasetKind::Mnist,
+        dest.path(),
+        Some(&format!("{base}/altered")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, DownloadError::Data(DataError::HashMismatch { .. })),
+        "{e}"
+    );
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
 
     // Missing files: HTTP status error.
-    let e = download(&DatasetKind::Mnist, dest.path(), Some(&format!("{base}/nothing"))).unwrap_err();
-    assert!(matches!(e, DownloadError::Status { status: 404, .. }), "{e}");
+    let e = download(
+        &DatasetKind::Mnist,
+        dest.path(),
+        Some(&format!("{base}/nothing")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, DownloadError::Status { status: 404, .. }),
+        "{e}"
+    );
 
     // Not downloadable / not http.
     assert!(matches!(
@@ -161,7 +195,12 @@ fn downloads_verify_and_refuse_corruption() {
     ));
 
     // The real files (via a redirect, then chunked): accepted and loadable.
-    download(&DatasetKind::Mnist, dest.path(), Some(&format!("{base}/moved"))).unwrap();
+    download(
+        &DatasetKind::Mnist,
+        dest.path(),
+        Some(&format!("{base}/moved")),
+    )
+    .unwrap();
     let names: Vec<_> = std::fs::read_dir(dest.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -170,9 +209,19 @@ fn downloads_verify_and_refuse_corruption() {
     let split = DatasetKind::Mnist.load(dest.path()).unwrap();
     assert_eq!(split.train.len(), 60_000);
     let chunked = tempfile::tempdir().unwrap();
-    download(&DatasetKind::Mnist, chunked.path(), Some(&format!("{base}/chunked"))).unwrap();
+    download(
+        &DatasetKind::Mnist,
+        chunked.path(),
+        Some(&format!("{base}/chunked")),
+    )
+    .unwrap();
     // Present and valid: kept, no request made.
     let served = server.stop();
-    download(&DatasetKind::Mnist, dest.path(), Some("http://127.0.0.1:9/unused")).unwrap();
+    download(
+        &DatasetKind::Mnist,
+        dest.path(),
+        Some("http://127.0.0.1:9/unused"),
+    )
+    .unwrap();
     assert!(served >= 12, "{served}");
 }

@@ -49,7 +49,11 @@ fn momentum_and_weight_decay_follow_the_formula() {
         for j in 0..m.len() {
             m[j] = beta * m[j] + (g[j] + wd * w[j]);
         }
-        assert!(sent.iter().zip(&m).all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0)));
+        assert!(
+            sent.iter()
+                .zip(&m)
+                .all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0))
+        );
     }
     assert_eq!(a.momentum().len(), a.dim());
     assert!(raw.momentum().is_empty());
@@ -57,7 +61,11 @@ fn momentum_and_weight_decay_follow_the_formula() {
 
 #[test]
 fn dampening_gives_a_moving_average() {
-    let cfg = LearnerConfig::builder().momentum(0.9).dampening(0.9).build().unwrap();
+    let cfg = LearnerConfig::builder()
+        .momentum(0.9)
+        .dampening(0.9)
+        .build()
+        .unwrap();
     let mut a = learner(cfg, 3);
     let mut raw = learner(LearnerConfig::default(), 3);
     let sent = a.next_gradient().unwrap();
@@ -72,18 +80,36 @@ fn schedules() {
     let c = Schedule::Constant { lr: 0.1 };
     assert_eq!(c.lr(0), 0.1);
     assert_eq!(c.lr(1_000_000), 0.1);
-    let s = Schedule::Step { lr: 1.0, gamma: 0.5, every: 10 };
-    assert_eq!((s.lr(0), s.lr(9), s.lr(10), s.lr(25)), (1.0, 1.0, 0.5, 0.25));
-    let cos = Schedule::Cosine { lr: 1.0, min_lr: 0.0, total: 100 };
+    let s = Schedule::Step {
+        lr: 1.0,
+        gamma: 0.5,
+        every: 10,
+    };
+    assert_eq!(
+        (s.lr(0), s.lr(9), s.lr(10), s.lr(25)),
+        (1.0, 1.0, 0.5, 0.25)
+    );
+    let cos = Schedule::Cosine {
+        lr: 1.0,
+        min_lr: 0.0,
+        total: 100,
+    };
     assert_eq!(cos.lr(0), 1.0);
     assert!((cos.lr(50) - 0.5).abs() < 1e-7);
     assert!((cos.lr(25) - 0.853_553_4).abs() < 1e-6);
     assert!(cos.lr(100).abs() < 1e-7);
     assert_eq!(cos.lr(100), cos.lr(500));
     let bad = LearnerConfig::builder()
-        .schedule(Schedule::Step { lr: 1.0, gamma: 0.5, every: 0 })
+        .schedule(Schedule::Step {
+            lr: 1.0,
+            gamma: 0.5,
+            every: 0,
+        })
         .build();
-    assert!(matches!(bad, Err(LearnError::InvalidConfig { field: "every", .. })));
+    assert!(matches!(
+        bad,
+        Err(LearnError::InvalidConfig { field: "every", .. })
+    ));
     // The learner's clock advances with each update.
     let mut l = learner(LearnerConfig::builder().schedule(s).build().unwrap(), 1);
     run(&mut l, 10);
@@ -104,22 +130,37 @@ fn config_validation_and_serde() {
     let cfg = LearnerConfig::builder()
         .batch_size(64)
         .momentum(0.9)
-        .schedule(Schedule::Cosine { lr: 0.1, min_lr: 0.001, total: 1000 })
+        .schedule(Schedule::Cosine {
+            lr: 0.1,
+            min_lr: 0.001,
+            total: 1000,
+        })
         .build()
         .unwrap();
     let json = serde_json::to_string(&cfg).unwrap();
     assert_eq!(serde_json::from_str::<LearnerConfig>(&json).unwrap(), cfg);
     let bad = json.replace("\"batch_size\":64", "\"batch_size\":0");
     assert!(serde_json::from_str::<LearnerConfig>(&bad).is_err());
-    let kinds = vec![ModelKind::LogReg, ModelKind::Mlp { hidden: vec![128] }, ModelKind::Cnn];
+    let kinds = vec![
+        ModelKind::LogReg,
+        ModelKind::Mlp { hidden: vec![128] },
+        ModelKind::Cnn,
+    ];
     let json = serde_json::to_string(&kinds).unwrap();
-    assert_eq!(serde_json::from_str::<Vec<ModelKind>>(&json).unwrap(), kinds);
+    assert_eq!(
+        serde_json::from_str::<Vec<ModelKind>>(&json).unwrap(),
+        kinds
+    );
 }
 
 #[test]
 fn learner_checks_its_inputs() {
     let (kind, split) = split();
-    let net = || ModelKind::LogReg.build(&kind.sample_shape(), 10, 0).unwrap();
+    let net = || {
+        ModelKind::LogReg
+            .build(&kind.sample_shape(), 10, 0)
+            .unwrap()
+    };
     let empty = split.train.subset(&[]).unwrap();
     assert!(matches!(
         Learner::new(net(), LearnerConfig::default(), empty, 0),
@@ -131,7 +172,10 @@ fn learner_checks_its_inputs() {
         Err(LearnError::DataShape { .. })
     ));
     let mut l = Learner::new(net(), LearnerConfig::default(), split.train, 0).unwrap();
-    assert!(matches!(l.apply(&[0.0; 3], 0.1), Err(LearnError::DimMismatch { .. })));
+    assert!(matches!(
+        l.apply(&[0.0; 3], 0.1),
+        Err(LearnError::DimMismatch { .. })
+    ));
     // A shard smaller than the batch is used whole.
     let tiny = split.test.subset(&[0, 1, 2]).unwrap();
     let mut t = Learner::new(net(), LearnerConfig::default(), tiny, 0).unwrap();
@@ -143,7 +187,11 @@ fn learner_checks_its_inputs() {
 
 #[test]
 fn training_is_bit_for_bit_reproducible() {
-    let cfg = LearnerConfig::builder().momentum(0.9).weight_decay(1e-4).build().unwrap();
+    let cfg = LearnerConfig::builder()
+        .momentum(0.9)
+        .weight_decay(1e-4)
+        .build()
+        .unwrap();
     let mut a = learner(cfg.clone(), 77);
     let mut b = learner(cfg.clone(), 77);
     let mut c = learner(cfg, 78);
@@ -163,7 +211,11 @@ fn training_is_bit_for_bit_reproducible() {
 fn checkpoint_resume_continues_the_same_trajectory() {
     let cfg = LearnerConfig::builder()
         .momentum(0.9)
-        .schedule(Schedule::Step { lr: 0.1, gamma: 0.5, every: 5 })
+        .schedule(Schedule::Step {
+            lr: 0.1,
+            gamma: 0.5,
+            every: 5,
+        })
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +246,9 @@ fn checkpoint_resume_continues_the_same_trajectory() {
     assert_eq!(b.parameters().unwrap(), before);
     // Another model size under the same hash.
     let (kind, split) = split();
-    let net = ModelKind::LogReg.build(&kind.sample_shape(), 10, 0).unwrap();
+    let net = ModelKind::LogReg
+        .build(&kind.sample_shape(), 10, 0)
+        .unwrap();
     let mut small = Learner::new(net, cfg, split.train, 0).unwrap();
     assert!(matches!(
         small.load_checkpoint(&path, &hash),
@@ -207,7 +261,10 @@ fn checkpoint_resume_continues_the_same_trajectory() {
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         b.load_checkpoint(&path, &hash),
-        Err(CheckpointError::Corrupt { kind: CorruptKind::DigestMismatch, .. })
+        Err(CheckpointError::Corrupt {
+            kind: CorruptKind::DigestMismatch,
+            ..
+        })
     ));
     assert_eq!(b.parameters().unwrap(), before);
 }

@@ -27,7 +27,12 @@ fn max_rel(a: &[f32], b: &[f32]) -> f64 {
 fn flat_apply_matches_candle_sgd() {
     for (kind, shape) in [
         (ModelKind::LogReg, vec![1, 28, 28]),
-        (ModelKind::Mlp { hidden: vec![64, 32] }, vec![1, 28, 28]),
+        (
+            ModelKind::Mlp {
+                hidden: vec![64, 32],
+            },
+            vec![1, 28, 28],
+        ),
         (ModelKind::Cnn, vec![1, 28, 28]),
     ] {
         let ours: Network = kind.build(&shape, 10, 9).unwrap();
