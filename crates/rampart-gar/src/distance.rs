@@ -183,7 +183,7 @@ fn dist4<T: Float>(xi: &[T], xs: [&[T]; 4]) -> [f64; 4] {
             for (q, y) in xs.iter().enumerate() {
                 let y = &y[c..c + LANES];
                 for l in 0..LANES {
-                    a[q][l] = T::sq_acc(a[q][l], T::sub(x[l], y[l]));
+                    a[q][l] = T::sq_acc(a[q][l], x[l] - y[l]);
                 }
             }
             c += LANES;
@@ -191,7 +191,7 @@ fn dist4<T: Float>(xi: &[T], xs: [&[T]; 4]) -> [f64; 4] {
         for cc in full..c1 {
             for (q, y) in xs.iter().enumerate() {
                 let l = cc - full;
-                a[q][l] = T::sq_acc(a[q][l], T::sub(xi[cc], y[cc]));
+                a[q][l] = T::sq_acc(a[q][l], xi[cc] - y[cc]);
             }
         }
         for q in 0..4 {
@@ -216,12 +216,12 @@ fn dist1<T: Float>(xi: &[T], y: &[T]) -> f64 {
             let x = &xi[c..c + LANES];
             let y = &y[c..c + LANES];
             for l in 0..LANES {
-                a[l] = T::sq_acc(a[l], T::sub(x[l], y[l]));
+                a[l] = T::sq_acc(a[l], x[l] - y[l]);
             }
             c += LANES;
         }
         for cc in full..c1 {
-            a[cc - full] = T::sq_acc(a[cc - full], T::sub(xi[cc], y[cc]));
+            a[cc - full] = T::sq_acc(a[cc - full], xi[cc] - y[cc]);
         }
         out += lanes_to_f64(&a);
         c0 = c1;

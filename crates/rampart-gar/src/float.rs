@@ -2,6 +2,7 @@
 //! (what the conformance vectors use).
 
 use std::fmt::Debug;
+use std::ops::{Add, Div, Sub};
 
 mod sealed {
     pub trait Sealed {}
@@ -14,7 +15,17 @@ mod sealed {
 /// Implemented for `f32` and `f64` only (sealed). Rules accumulate sums and
 /// distances in `f64` whatever the element type, and round once at the end.
 pub trait Float:
-    Copy + Debug + PartialOrd + Send + Sync + Default + 'static + sealed::Sealed
+    Copy
+    + Debug
+    + PartialOrd
+    + Send
+    + Sync
+    + Default
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Div<Output = Self>
+    + 'static
+    + sealed::Sealed
 {
     /// Zero.
     const ZERO: Self;
@@ -33,18 +44,16 @@ pub trait Float:
     /// type. `f64` never fuses (spec C3); `f32` fuses, which is both faster and
     /// more accurate, and gives the same bits on every machine.
     fn sq_acc(acc: Self, t: Self) -> Self;
-    /// `a - b` in this type.
-    fn sub(a: Self, b: Self) -> Self;
-    /// `a < b` as a branch-free select: the smaller of two finite values.
-    #[inline(always)]
-    fn min_finite(a: Self, b: Self) -> Self {
-        if b < a { b } else { a }
-    }
+    /// `n` as this type.
+    fn from_usize(n: usize) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// The smaller of two finite values (IEEE minNum: a plain vector min,
+    /// where a select would compile to slow masked stores in a sorting
+    /// network).
+    fn min_finite(a: Self, b: Self) -> Self;
     /// The larger of two finite values.
-    #[inline(always)]
-    fn max_finite(a: Self, b: Self) -> Self {
-        if b < a { a } else { b }
-    }
+    fn max_finite(a: Self, b: Self) -> Self;
 }
 
 impl Float for f32 {
@@ -71,8 +80,20 @@ impl Float for f32 {
         t.mul_add(t, acc)
     }
     #[inline(always)]
-    fn sub(a: Self, b: Self) -> Self {
-        a - b
+    fn from_usize(n: usize) -> Self {
+        n as Self
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Self::abs(self)
+    }
+    #[inline(always)]
+    fn min_finite(a: Self, b: Self) -> Self {
+        a.min(b)
+    }
+    #[inline(always)]
+    fn max_finite(a: Self, b: Self) -> Self {
+        a.max(b)
     }
 }
 
@@ -100,7 +121,19 @@ impl Float for f64 {
         acc + t * t
     }
     #[inline(always)]
-    fn sub(a: Self, b: Self) -> Self {
-        a - b
+    fn from_usize(n: usize) -> Self {
+        n as Self
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Self::abs(self)
+    }
+    #[inline(always)]
+    fn min_finite(a: Self, b: Self) -> Self {
+        a.min(b)
+    }
+    #[inline(always)]
+    fn max_finite(a: Self, b: Self) -> Self {
+        a.max(b)
     }
 }

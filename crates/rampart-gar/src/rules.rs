@@ -34,8 +34,10 @@ pub(crate) fn precondition(
     }
 }
 
-/// Average of `rows[i]`, `i ∈ idx`, summed in ascending index order in `f64`.
+/// Average of `rows[i]`, `i ∈ idx`, summed in ascending index order in `f64`
+/// (32 coordinates at a time, the partial sums kept in registers).
 pub(crate) fn average_of<T: Float>(rows: &[&[T]], idx: &[usize]) -> Vec<T> {
+    const BLK: usize = 32;
     let mut members = idx.to_vec();
     members.sort_unstable();
     let d = rows[0].len();
@@ -43,14 +45,27 @@ pub(crate) fn average_of<T: Float>(rows: &[&[T]], idx: &[usize]) -> Vec<T> {
     let mut out = vec![T::ZERO; d];
     out.par_chunks_mut(TASK).enumerate().for_each(|(t, chunk)| {
         let c0 = t * TASK;
-        let mut acc = vec![0.0f64; chunk.len()];
-        for &i in &members {
-            for (a, x) in acc.iter_mut().zip(&rows[i][c0..c0 + chunk.len()]) {
-                *a += x.to_f64();
+        let mut blocks = chunk.chunks_exact_mut(BLK);
+        let mut c = c0;
+        for o in &mut blocks {
+            let mut acc = [0.0f64; BLK];
+            for &i in &members {
+                let x = &rows[i][c..c + BLK];
+                for l in 0..BLK {
+                    acc[l] += x[l].to_f64();
+                }
             }
+            for l in 0..BLK {
+                o[l] = T::from_f64(acc[l] / cnt);
+            }
+            c += BLK;
         }
-        for (o, a) in chunk.iter_mut().zip(acc) {
-            *o = T::from_f64(a / cnt);
+        for (k, o) in blocks.into_remainder().iter_mut().enumerate() {
+            let mut acc = 0.0f64;
+            for &i in &members {
+                acc += rows[i][c + k].to_f64();
+            }
+            *o = T::from_f64(acc / cnt);
         }
     });
     out
