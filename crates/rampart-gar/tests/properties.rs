@@ -21,7 +21,7 @@ fn rules_for(n: usize, f: usize) -> Vec<Rule> {
             v0: None,
         },
     ];
-    if n >= 2 * f + 1 {
+    if n > 2 * f {
         v.push(Rule::TrimmedMean { f });
         if n <= 12 {
             v.push(Rule::Mda { f });
