@@ -1,0 +1,174 @@
+//! Length-prefixed request-response codec with a size limit.
+//!
+//! libp2p's built-in cbor/json codecs cap messages at 1 MiB and decode inside
+//! the codec; a gradient of a million coordinates is 4 MB, and decoding must
+//! happen in the node's validation so that garbage is counted against the
+//! peer that sent it. So this codec moves opaque frames: a 4-byte
+//! little-endian length, checked against the limit before anything is
+//! allocated, then that many bytes.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+
+/// Frames request-response messages as `u32` length + bytes, refusing
+/// frames longer than `max_frame`.
+#[derive(Clone, Debug)]
+pub(crate) struct FrameCodec {
+    max_frame: usize,
+}
+
+impl FrameCodec {
+    pub(crate) fn new(max_frame: usize) -> Self {
+        Self { max_frame }
+    }
+}
+
+pub(crate) async fn read_frame<T>(io: &mut T, max_frame: usize) -> io::Result<Vec<u8>>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max_frame {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max_frame}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+pub(crate) async fn write_frame<T>(io: &mut T, bytes: &[u8], max_frame: usize) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+{
+    if bytes.len() > max_frame {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "frame of {} bytes exceeds the limit of {max_frame}",
+                bytes.len()
+            ),
+        ));
+    }
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over u32"))?;
+    io.write_all(&len.to_le_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_frame).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_frame).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req, self.max_frame).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res, self.max_frame).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec;
+    use proptest::prelude::*;
+
+    fn proto() -> StreamProtocol {
+        StreamProtocol::new("/rampart/test")
+    }
+
+    #[test]
+    fn round_trip_and_length() {
+        let mut codec = FrameCodec::new(16);
+        let mut buf = Cursor::new(Vec::new());
+        block_on(codec.write_request(&proto(), &mut buf, vec![1, 2, 3])).unwrap();
+        assert_eq!(buf.get_ref(), &[3, 0, 0, 0, 1, 2, 3]);
+        buf.set_position(0);
+        let back = block_on(codec.read_request(&proto(), &mut buf)).unwrap();
+        assert_eq!(back, vec![1, 2, 3]);
+
+        let mut buf = Cursor::new(Vec::new());
+        block_on(codec.write_response(&proto(), &mut buf, vec![0; 16])).unwrap();
+        assert_eq!(buf.get_ref().len(), 20);
+        buf.set_position(0);
+        assert_eq!(
+            block_on(codec.read_response(&proto(), &mut buf)).unwrap(),
+            vec![0; 16]
+        );
+    }
+
+    #[test]
+    fn oversize_is_refused_both_ways() {
+        let mut codec = FrameCodec::new(16);
+        let mut buf = Cursor::new(Vec::new());
+        let err = block_on(codec.write_request(&proto(), &mut buf, vec![0; 17])).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        // A claimed length of 4 GiB is refused before any allocation.
+        let mut evil = Cursor::new(vec![0xff, 0xff, 0xff, 0xff, 1, 2]);
+        let err = block_on(codec.read_request(&proto(), &mut evil)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn truncated_frame_is_an_error() {
+        let mut codec = FrameCodec::new(16);
+        let mut short = Cursor::new(vec![5, 0, 0, 0, 1, 2]);
+        assert!(block_on(codec.read_request(&proto(), &mut short)).is_err());
+        let mut shorter = Cursor::new(vec![5, 0]);
+        assert!(block_on(codec.read_request(&proto(), &mut shorter)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_streams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut codec = FrameCodec::new(64);
+            let mut io = Cursor::new(bytes);
+            if let Ok(frame) = block_on(codec.read_request(&proto(), &mut io)) {
+                prop_assert!(frame.len() <= 64);
+            }
+        }
+    }
+}

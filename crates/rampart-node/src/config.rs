@@ -1,0 +1,431 @@
+//! Node configuration: a builder whose `build()` checks every invariant.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use rampart_gar::{GarError, Rule};
+use sha2::{Digest, Sha256};
+
+use crate::trainer::Trainer;
+use crate::validate::NonFinitePolicy;
+use crate::wire::{ENVELOPE_LIMIT, JobId};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No keypair was given.
+    #[error("no keypair: call `keypair`")]
+    MissingKeypair,
+    /// No trainer was given.
+    #[error("no trainer: call `trainer`")]
+    MissingTrainer,
+    /// The keypair is not Ed25519.
+    #[error("the keypair must be Ed25519")]
+    NotEd25519,
+    /// The roster is empty or lists a member twice.
+    #[error("the roster must list at least one member, each once (got {len}, {distinct} distinct)")]
+    BadRoster {
+        /// Entries given.
+        len: usize,
+        /// Distinct entries.
+        distinct: usize,
+    },
+    /// This node's key is not a roster member.
+    #[error("this node ({0}) is not in the roster")]
+    NotInRoster(PeerId),
+    /// A bootstrap address names a peer outside the roster.
+    #[error("bootstrap peer {0} is not in the roster")]
+    BootstrapNotInRoster(PeerId),
+    /// The rule's precondition fails for the roster size.
+    #[error("rule {rule} cannot run with a roster of {n}: {source}")]
+    Rule {
+        /// Rule identifier.
+        rule: &'static str,
+        /// Roster size.
+        n: usize,
+        /// The rule's complaint.
+        #[source]
+        source: GarError,
+    },
+    /// The trainer's dimension is zero or over `u32::MAX`.
+    #[error("model dimension {0} is out of range")]
+    Dimension(usize),
+    /// The frame limit cannot hold one gradient.
+    #[error("max_frame {max_frame} cannot hold a gradient of {needed} bytes")]
+    FrameTooSmall {
+        /// Configured limit.
+        max_frame: usize,
+        /// Bytes a gradient frame needs.
+        needed: usize,
+    },
+    /// A duration or count that must be positive is zero.
+    #[error("{0} must be positive")]
+    Zero(&'static str),
+}
+
+/// The configuration of one node; see [`NodeConfigBuilder`].
+pub struct NodeConfig {
+    pub(crate) keypair: Keypair,
+    pub(crate) local: PeerId,
+    /// Sorted roster (the aggregation order).
+    pub(crate) roster: Vec<PeerId>,
+    pub(crate) job: JobId,
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) bootstrap: Vec<(PeerId, Multiaddr)>,
+    pub(crate) rule: Rule,
+    pub(crate) rounds: u64,
+    pub(crate) round_timeout: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) non_finite: NonFinitePolicy,
+    pub(crate) max_frame: usize,
+    pub(crate) max_ahead: u64,
+    pub(crate) dim: usize,
+    pub(crate) trainer: Box<dyn Trainer>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("local", &self.local)
+            .field("roster", &self.roster)
+            .field("job", &self.job)
+            .field("rule", &self.rule)
+            .field("rounds", &self.rounds)
+            .field("dim", &self.dim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeConfig {
+    /// A builder with the defaults.
+    pub fn builder() -> NodeConfigBuilder {
+        NodeConfigBuilder::default()
+    }
+
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// The job id (hash of the canonical job description).
+    pub fn job(&self) -> JobId {
+        self.job
+    }
+
+    /// The roster, sorted by PeerId.
+    pub fn roster(&self) -> &[PeerId] {
+        &self.roster
+    }
+}
+
+/// Builder of a [`NodeConfig`].
+pub struct NodeConfigBuilder {
+    keypair: Option<Keypair>,
+    roster: Vec<PeerId>,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    rule: Rule,
+    rounds: u64,
+    round_timeout: Duration,
+    start_timeout: Duration,
+    non_finite: NonFinitePolicy,
+    max_frame: Option<usize>,
+    max_ahead: u64,
+    job_tag: Vec<u8>,
+    trainer: Option<Box<dyn Trainer>>,
+}
+
+impl Default for NodeConfigBuilder {
+    fn default() -> Self {
+        Self {
+            keypair: None,
+            roster: Vec::new(),
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            rule: Rule::MultiBulyan {
+                f: 0,
+                m: None,
+                phase: rampart_gar::CoordinatePhase::MedianClosest,
+            },
+            rounds: 1,
+            round_timeout: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(30),
+            non_finite: NonFinitePolicy::Reject,
+            max_frame: None,
+            max_ahead: 2,
+            job_tag: Vec::new(),
+            trainer: None,
+        }
+    }
+}
+
+impl NodeConfigBuilder {
+    /// This node's Ed25519 identity (signs headers, authenticates the transport).
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// The job's members (this node included).
+    pub fn roster(mut self, roster: impl IntoIterator<Item = PeerId>) -> Self {
+        self.roster = roster.into_iter().collect();
+        self
+    }
+
+    /// An address to listen on (e.g. `/ip4/127.0.0.1/tcp/0`).
+    pub fn listen(mut self, addr: Multiaddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// A roster peer's address, dialled at start.
+    pub fn bootstrap(mut self, peer: PeerId, addr: Multiaddr) -> Self {
+        self.bootstrap.push((peer, addr));
+        self
+    }
+
+    /// The aggregation rule (with its f and m).
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Rounds to train.
+    pub fn rounds(mut self, rounds: u64) -> Self {
+        self.rounds = rounds;
+        self
+    }
+
+    /// How long a round waits for all inputs before aggregating a quorum.
+    pub fn round_timeout(mut self, t: Duration) -> Self {
+        self.round_timeout = t;
+        self
+    }
+
+    /// How long the node waits to be connected to the whole roster before
+    /// starting round 0 with a quorum of connections.
+    pub fn start_timeout(mut self, t: Duration) -> Self {
+        self.start_timeout = t;
+        self
+    }
+
+    /// Treatment of payloads with NaN or ±∞.
+    pub fn non_finite(mut self, policy: NonFinitePolicy) -> Self {
+        self.non_finite = policy;
+        self
+    }
+
+    /// Largest frame accepted or sent (default: one gradient plus the envelope).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = Some(bytes);
+        self
+    }
+
+    /// Rounds ahead of the current one whose inputs are buffered.
+    pub fn max_ahead(mut self, rounds: u64) -> Self {
+        self.max_ahead = rounds;
+        self
+    }
+
+    /// Extra bytes mixed into the job id (e.g. the job's name and seed), so
+    /// two jobs of one roster do not accept each other's messages.
+    pub fn job_tag(mut self, tag: impl Into<Vec<u8>>) -> Self {
+        self.job_tag = tag.into();
+        self
+    }
+
+    /// The local model.
+    pub fn trainer(mut self, trainer: impl Trainer) -> Self {
+        self.trainer = Some(Box::new(trainer));
+        self
+    }
+
+    /// Checks every invariant and builds the configuration.
+    pub fn build(self) -> Result<NodeConfig, ConfigError> {
+        let keypair = self.keypair.ok_or(ConfigError::MissingKeypair)?;
+        if keypair.clone().try_into_ed25519().is_err() {
+            return Err(ConfigError::NotEd25519);
+        }
+        let local = keypair.public().to_peer_id();
+        let trainer = self.trainer.ok_or(ConfigError::MissingTrainer)?;
+        let mut roster = self.roster.clone();
+        roster.sort();
+        roster.dedup();
+        if roster.is_empty() || roster.len() != self.roster.len() {
+            return Err(ConfigError::BadRoster {
+                len: self.roster.len(),
+                distinct: roster.len(),
+            });
+        }
+        if !roster.contains(&local) {
+            return Err(ConfigError::NotInRoster(local));
+        }
+        if let Some((p, _)) = self.bootstrap.iter().find(|(p, _)| !roster.contains(p)) {
+            return Err(ConfigError::BootstrapNotInRoster(*p));
+        }
+        self.rule
+            .check(roster.len())
+            .map_err(|source| ConfigError::Rule {
+                rule: self.rule.id(),
+                n: roster.len(),
+                source,
+            })?;
+        let dim = trainer.dim();
+        if dim == 0 || u32::try_from(dim).is_err() {
+            return Err(ConfigError::Dimension(dim));
+        }
+        let needed = dim * 4 + ENVELOPE_LIMIT;
+        let max_frame = self.max_frame.unwrap_or(needed);
+        if max_frame < needed {
+            return Err(ConfigError::FrameTooSmall { max_frame, needed });
+        }
+        if self.rounds == 0 {
+            return Err(ConfigError::Zero("rounds"));
+        }
+        if self.round_timeout.is_zero() {
+            return Err(ConfigError::Zero("round_timeout"));
+        }
+        let job = job_id(&roster, &self.rule, dim, &self.job_tag);
+        Ok(NodeConfig {
+            keypair,
+            local,
+            roster,
+            job,
+            listen: self.listen,
+            bootstrap: self.bootstrap,
+            rule: self.rule,
+            rounds: self.rounds,
+            round_timeout: self.round_timeout,
+            start_timeout: self.start_timeout,
+            non_finite: self.non_finite,
+            max_frame,
+            max_ahead: self.max_ahead,
+            dim,
+            trainer,
+        })
+    }
+}
+
+/// The job id: SHA-256 over a domain tag, the sorted roster, the rule (its
+/// debug form carries every parameter), the dimension and the user's tag.
+pub(crate) fn job_id(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) -> JobId {
+    let mut h = Sha256::new();
+    h.update(b"rampart/job/v1\0");
+    h.update((sorted_roster.len() as u64).to_le_bytes());
+    for p in sorted_roster {
+        let b = p.to_bytes();
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(&b);
+    }
+    let rule = format!("{rule:?}");
+    h.update((rule.len() as u64).to_le_bytes());
+    h.update(rule.as_bytes());
+    h.update((dim as u64).to_le_bytes());
+    h.update((tag.len() as u64).to_le_bytes());
+    h.update(tag);
+    JobId(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trainer::LinearRegression;
+    use rampart_gar::CoordinatePhase;
+
+    fn keys(n: u8) -> Vec<Keypair> {
+        (0..n)
+            .map(|i| Keypair::ed25519_from_bytes([i + 1; 32]).unwrap())
+            .collect()
+    }
+
+    fn base(keys: &[Keypair]) -> NodeConfigBuilder {
+        NodeConfig::builder()
+            .keypair(keys[0].clone())
+            .roster(keys.iter().map(|k| k.public().to_peer_id()))
+            .trainer(LinearRegression::new(4, 1, 0, 16))
+    }
+
+    #[test]
+    fn valid_config_and_job_id() {
+        let k = keys(7);
+        let c = base(&k)
+            .rule(Rule::MultiBulyan {
+                f: 1,
+                m: None,
+                phase: CoordinatePhase::MedianClosest,
+            })
+            .build()
+            .unwrap();
+        assert_eq!(c.roster().len(), 7);
+        assert!(c.roster().windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(c.max_frame, 16 + ENVELOPE_LIMIT);
+        // The job id does not depend on the roster's order but on its content.
+        let mut rev: Vec<PeerId> = k.iter().map(|k| k.public().to_peer_id()).collect();
+        rev.reverse();
+        let c2 = base(&k).roster(rev).rule(c.rule.clone()).build().unwrap();
+        assert_eq!(c.job(), c2.job());
+        let c3 = base(&k)
+            .rule(c.rule.clone())
+            .job_tag("other")
+            .build()
+            .unwrap();
+        assert_ne!(c.job(), c3.job());
+    }
+
+    #[test]
+    fn rule_precondition_is_checked_against_the_roster() {
+        let k = keys(6);
+        let err = base(&k)
+            .rule(Rule::MultiBulyan {
+                f: 1,
+                m: None,
+                phase: CoordinatePhase::MedianClosest,
+            })
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Rule { n: 6, .. }), "{err}");
+        assert!(err.to_string().contains("multi-bulyan"), "{err}");
+    }
+
+    #[test]
+    fn other_invariants() {
+        let k = keys(3);
+        let peers: Vec<PeerId> = k.iter().map(|k| k.public().to_peer_id()).collect();
+        assert!(matches!(
+            base(&k).roster(peers[1..].to_vec()).build(),
+            Err(ConfigError::NotInRoster(_))
+        ));
+        assert!(matches!(
+            base(&k).roster(vec![peers[0], peers[0]]).build(),
+            Err(ConfigError::BadRoster {
+                len: 2,
+                distinct: 1
+            })
+        ));
+        let outsider = Keypair::generate_ed25519().public().to_peer_id();
+        assert!(matches!(
+            base(&k)
+                .bootstrap(outsider, "/ip4/127.0.0.1/tcp/1".parse().unwrap())
+                .build(),
+            Err(ConfigError::BootstrapNotInRoster(_))
+        ));
+        assert!(matches!(
+            base(&k).max_frame(10).build(),
+            Err(ConfigError::FrameTooSmall { .. })
+        ));
+        assert!(matches!(
+            base(&k).rounds(0).build(),
+            Err(ConfigError::Zero("rounds"))
+        ));
+        assert!(matches!(
+            NodeConfig::builder().build(),
+            Err(ConfigError::MissingKeypair)
+        ));
+        assert!(matches!(
+            NodeConfig::builder().keypair(k[0].clone()).build(),
+            Err(ConfigError::MissingTrainer)
+        ));
+    }
+}

@@ -1,0 +1,103 @@
+//! Events a node broadcasts to its subscribers (the CLI writes them as JSON
+//! lines) and the status it reports on request.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{Counters, Reason};
+use crate::wire::EquivocationProof;
+
+/// Where the time of one round went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundTimings {
+    /// Computing the local gradient.
+    pub compute: Duration,
+    /// From the local gradient to the last input used (or the timeout).
+    pub collect: Duration,
+    /// Aggregating and applying the update.
+    pub aggregate: Duration,
+    /// The whole round.
+    pub total: Duration,
+}
+
+/// Something that happened at a node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Event {
+    /// The node listens on `addr`.
+    Listening {
+        /// A listen address, with `/p2p/<id>` not appended.
+        addr: Multiaddr,
+    },
+    /// The node is connected to enough of the roster and starts round 0.
+    Started {
+        /// Roster peers connected at start.
+        connected: usize,
+    },
+    /// A round was aggregated and applied.
+    RoundCompleted {
+        /// The round.
+        round: u64,
+        /// The local mini-batch loss, if the trainer reports one.
+        loss: Option<f32>,
+        /// Inputs aggregated (the node's own included).
+        accepted: usize,
+        /// Inputs refused with a rejecting reason during the round.
+        rejected: u64,
+        /// Peers excluded so far.
+        excluded: Vec<PeerId>,
+        /// Where the time went.
+        timings: RoundTimings,
+        /// Largest distance between honest models, when drift control
+        /// measured it this round.
+        honest_spread: Option<f64>,
+    },
+    /// A roster member was excluded for equivocating.
+    PeerExcluded {
+        /// The equivocating member.
+        peer: PeerId,
+        /// The two signed headers.
+        evidence: Box<EquivocationProof>,
+    },
+    /// An input from `peer` was refused with a rejecting reason.
+    InputRejected {
+        /// The peer that sent it (the connection's remote, not a claimed
+        /// sender).
+        peer: PeerId,
+        /// Why.
+        reason: Reason,
+    },
+    /// The node finished its rounds.
+    Finished {
+        /// Rounds completed.
+        rounds: u64,
+    },
+    /// The node stopped on an error (the trainer failed, the rule refused
+    /// its inputs).
+    Failed {
+        /// The error, as text.
+        error: String,
+    },
+}
+
+/// A snapshot of a node, answered by [`crate::NodeHandle::status`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Status {
+    /// This node.
+    pub peer: PeerId,
+    /// The round in progress (or the number of rounds done when finished).
+    pub round: u64,
+    /// Whether the node has finished.
+    pub finished: bool,
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Roster peers currently connected.
+    pub connected: Vec<PeerId>,
+    /// Refusals per reason.
+    pub counters: Counters,
+    /// Excluded peers.
+    pub excluded: Vec<PeerId>,
+}

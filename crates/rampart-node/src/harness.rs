@@ -1,0 +1,175 @@
+//! In-process test network (feature `test-utils`): N nodes on 127.0.0.1,
+//! TCP port 0, wired together by dialling the addresses each node reports.
+//! Nothing sleeps: every wait is for an event, with a timeout.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::broadcast;
+
+use crate::config::{NodeConfig, NodeConfigBuilder};
+use crate::event::Event;
+use crate::node::{NodeError, NodeHandle};
+
+/// Why the test network could not be set up or a wait failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// A node could not be configured or started.
+    #[error("node {index}: {source}")]
+    Node {
+        /// Index of the node.
+        index: usize,
+        /// Why.
+        #[source]
+        source: NodeError,
+    },
+    /// The awaited event did not come in time.
+    #[error("timed out after {0:?} waiting for an event")]
+    Timeout(Duration),
+    /// The node's event stream ended.
+    #[error("the event stream closed")]
+    Closed,
+}
+
+/// Waits until `pick` returns `Some` for an event of `rx`, for at most
+/// `timeout`. Lagging (missed events) is skipped over.
+pub async fn wait_for<T>(
+    rx: &mut broadcast::Receiver<Event>,
+    timeout: Duration,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Result<T, HarnessError> {
+    let fut = async {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    if let Some(t) = pick(&ev) {
+                        return Ok(t);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err(HarnessError::Closed),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| HarnessError::Timeout(timeout))?
+}
+
+/// A running in-process network.
+#[derive(Debug)]
+pub struct TestNet {
+    /// The nodes' keys, in index order.
+    pub keys: Vec<Keypair>,
+    /// The handles, in index order.
+    pub handles: Vec<NodeHandle>,
+    /// One subscription per node, opened before the node started.
+    pub events: Vec<broadcast::Receiver<Event>>,
+    /// Each node's first listen address.
+    pub addrs: Vec<Multiaddr>,
+}
+
+impl TestNet {
+    /// The deterministic key of node `i` of a test network.
+    pub fn key(i: usize) -> Keypair {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        seed[31] = 0x5a;
+        // An all-but-fixed 32-byte seed is always a valid Ed25519 secret.
+        Keypair::ed25519_from_bytes(seed).unwrap_or_else(|_| Keypair::generate_ed25519())
+    }
+
+    /// The PeerIds of nodes `0..n`.
+    pub fn roster(n: usize) -> Vec<PeerId> {
+        (0..n).map(|i| Self::key(i).public().to_peer_id()).collect()
+    }
+
+    /// Starts `n` nodes. `configure(i, builder)` completes node i's builder,
+    /// which already holds its key, the roster and a 127.0.0.1 listen
+    /// address. Waits (at most `timeout` per node) for every node to listen,
+    /// then has every node dial every other.
+    pub async fn start(
+        n: usize,
+        timeout: Duration,
+        mut configure: impl FnMut(usize, NodeConfigBuilder) -> NodeConfigBuilder,
+    ) -> Result<Self, HarnessError> {
+        let keys: Vec<Keypair> = (0..n).map(Self::key).collect();
+        let roster = Self::roster(n);
+        let mut handles = Vec::with_capacity(n);
+        let mut events = Vec::with_capacity(n);
+        let mut addrs = Vec::with_capacity(n);
+        for (i, key) in keys.iter().enumerate() {
+            let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .map_err(|_| HarnessError::Closed)?;
+            let builder = NodeConfig::builder()
+                .keypair(key.clone())
+                .roster(roster.clone())
+                .listen(listen);
+            let config = configure(i, builder)
+                .build()
+                .map_err(|e| HarnessError::Node {
+                    index: i,
+                    source: e.into(),
+                })?;
+            let (handle, mut rx) = NodeHandle::spawn(config)
+                .map_err(|source| HarnessError::Node { index: i, source })?;
+            let addr = wait_for(&mut rx, timeout, |ev| match ev {
+                Event::Listening { addr } => Some(addr.clone()),
+                _ => None,
+            })
+            .await?;
+            handles.push(handle);
+            events.push(rx);
+            addrs.push(addr);
+        }
+        for (i, h) in handles.iter().enumerate() {
+            for (j, addr) in addrs.iter().enumerate() {
+                if i != j {
+                    h.dial(roster[j], addr.clone())
+                        .await
+                        .map_err(|source| HarnessError::Node { index: i, source })?;
+                }
+            }
+        }
+        Ok(Self {
+            keys,
+            handles,
+            events,
+            addrs,
+        })
+    }
+
+    /// Waits until every node reports `Finished`; returns each node's
+    /// `RoundCompleted` events in order.
+    pub async fn run_to_end(&mut self, timeout: Duration) -> Result<Vec<Vec<Event>>, HarnessError> {
+        let mut all = Vec::with_capacity(self.events.len());
+        for rx in &mut self.events {
+            let mut rounds = Vec::new();
+            wait_for(rx, timeout, |ev| match ev {
+                Event::Finished { .. } => Some(()),
+                Event::RoundCompleted { .. } => {
+                    rounds.push(ev.clone());
+                    None
+                }
+                Event::Failed { .. } => {
+                    rounds.push(ev.clone());
+                    Some(())
+                }
+                _ => None,
+            })
+            .await?;
+            all.push(rounds);
+        }
+        Ok(all)
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(&self) {
+        for h in &self.handles {
+            let _ = h.shutdown().await;
+        }
+    }
+}

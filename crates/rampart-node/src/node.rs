@@ -1,0 +1,882 @@
+//! The node actor: a public [`NodeHandle`] and a private actor that owns the
+//! swarm, the validator and the round state, plus a dedicated trainer thread
+//! that owns the model.
+//!
+//! The event loop only moves bytes, validates and schedules; gradients and
+//! aggregation run on the trainer thread, which answers each job over a
+//! `oneshot` (so no cycle of bounded channels exists).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, request_response};
+use rampart_gar::{GarError, Rule};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::event::{Event, RoundTimings, Status};
+use crate::round::{aggregate_inputs, effective_rule, quorum};
+use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmError};
+use crate::trainer::{Trainer, TrainerError};
+use crate::validate::{Freshness, Reason, Refusal, Validator, ValidatorConfig};
+use crate::wire::{
+    EquivocationProof, JobId, Message, PayloadKind, PullRequest, SignError, SignedHeader,
+    SignedPayload,
+};
+
+/// Capacity of the command channel of a node.
+const COMMAND_CAPACITY: usize = 32;
+/// Capacity of the event broadcast (slow subscribers lose the oldest).
+const EVENT_CAPACITY: usize = 1024;
+/// Capacity of the trainer's job queue (at most one round job is in flight,
+/// plus parameter queries).
+const TRAINER_CAPACITY: usize = 8;
+
+/// Errors of a node and of its handle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The swarm could not be built.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    /// The trainer thread could not be started.
+    #[error("cannot start the trainer thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Closed,
+    /// The trainer's queue is full.
+    #[error("the trainer is busy")]
+    Busy,
+    /// The trainer failed.
+    #[error(transparent)]
+    Trainer(#[from] TrainerError),
+    /// The rule refused the round's inputs.
+    #[error("aggregation: {0}")]
+    Rule(#[from] GarError),
+    /// A header could not be signed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+enum Command {
+    Status(oneshot::Sender<Status>),
+    Parameters(oneshot::Sender<Result<Vec<f32>, NodeError>>),
+    Dial(PeerId, Multiaddr),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle to a running node. Cheap to clone; the node stops when the last
+/// handle is dropped or [`NodeHandle::shutdown`] is called.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    peer: PeerId,
+}
+
+impl NodeHandle {
+    /// Starts a node on the current tokio runtime. Returns the handle and a
+    /// subscription that sees every event from the first one.
+    pub fn spawn(config: NodeConfig) -> Result<(Self, broadcast::Receiver<Event>), NodeError> {
+        let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (events, first) = broadcast::channel(EVENT_CAPACITY);
+        let peer = config.local;
+        let actor = Actor::new(config, rx, events.clone())?;
+        let span = tracing::info_span!("node", peer = %peer);
+        tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
+        Ok((Self { tx, events, peer }, first))
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    /// A new subscription to the node's events (from now on).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Closed)?;
+        rx.await.map_err(|_| NodeError::Closed)
+    }
+
+    /// A snapshot of the node.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// The trainer's current flat parameters.
+    pub async fn parameters(&self) -> Result<Vec<f32>, NodeError> {
+        self.ask(Command::Parameters).await?
+    }
+
+    /// Records `addr` for roster member `peer` and dials it.
+    pub async fn dial(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::Dial(peer, addr))
+            .await
+            .map_err(|_| NodeError::Closed)
+    }
+
+    /// Stops the node and waits until it has.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.ask(Command::Shutdown).await
+    }
+}
+
+type GradientResult = Result<(Option<f32>, Vec<f32>), TrainerError>;
+type ApplyResult = Result<(), NodeError>;
+
+enum Job {
+    Gradient {
+        round: u64,
+        reply: oneshot::Sender<GradientResult>,
+    },
+    Apply {
+        round: u64,
+        rule: Rule,
+        n: usize,
+        inputs: BTreeMap<PeerId, Vec<f32>>,
+        reply: oneshot::Sender<ApplyResult>,
+    },
+    Parameters {
+        reply: oneshot::Sender<Result<Vec<f32>, NodeError>>,
+    },
+}
+
+fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.blocking_recv() {
+        match job {
+            Job::Gradient { round, reply } => {
+                let _ = reply.send(trainer.gradient(round));
+            }
+            Job::Apply {
+                round,
+                rule,
+                n,
+                inputs,
+                reply,
+            } => {
+                let r = aggregate_inputs(&rule, n, &inputs)
+                    .map_err(NodeError::from)
+                    .and_then(|u| trainer.apply(&u, round).map_err(NodeError::from));
+                let _ = reply.send(r);
+            }
+            Job::Parameters { reply } => {
+                let _ = reply.send(trainer.parameters().map_err(NodeError::from));
+            }
+        }
+    }
+}
+
+/// One accepted input: the signed payload (kept to answer pulls) and its
+/// values.
+struct Input {
+    payload: SignedPayload,
+    values: Vec<f32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting to be connected to the roster.
+    Connecting,
+    /// The trainer computes this round's gradient.
+    Computing,
+    /// Waiting for the other inputs.
+    Collecting,
+    /// The trainer aggregates and applies.
+    Aggregating,
+    /// All rounds done (the node keeps answering pulls until stopped).
+    Finished,
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    topic: gossipsub::IdentTopic,
+    keypair: Keypair,
+    local: PeerId,
+    job: JobId,
+    roster: Vec<PeerId>,
+    rule: Rule,
+    rounds: u64,
+    round_timeout: Duration,
+    start_timeout: Duration,
+    validator: Validator,
+    events: broadcast::Sender<Event>,
+    commands: mpsc::Receiver<Command>,
+    jobs: mpsc::Sender<Job>,
+    pending_gradient: Option<oneshot::Receiver<GradientResult>>,
+    pending_apply: Option<oneshot::Receiver<ApplyResult>>,
+    phase: Phase,
+    round: u64,
+    /// Accepted inputs per round, for the current round, the rounds ahead
+    /// (bounded by the validator's window) and the previous round (to answer
+    /// late pulls).
+    inputs: BTreeMap<u64, BTreeMap<PeerId, Input>>,
+    /// Headers seen on gossip whose payload has not arrived, with the number
+    /// of pulls sent for each.
+    announced: BTreeMap<(u64, PeerId), (SignedHeader, usize)>,
+    connected: BTreeSet<PeerId>,
+    listen: Vec<Multiaddr>,
+    deadline: Option<Instant>,
+    round_started: Instant,
+    gradient_at: Instant,
+    last_input_at: Instant,
+    aggregate_started: Instant,
+    compute_time: Duration,
+    loss: Option<f32>,
+    rejected_at_round_start: u64,
+    pulls: HashMap<request_response::OutboundRequestId, (u64, PeerId)>,
+}
+
+impl Actor {
+    fn new(
+        cfg: NodeConfig,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<Self, NodeError> {
+        let swarm = swarm::build(&cfg)?;
+        let topic = swarm::topic(&cfg);
+        let validator = Validator::new(ValidatorConfig {
+            job: cfg.job,
+            roster: cfg.roster.clone(),
+            dim: cfg.dim,
+            max_frame: cfg.max_frame,
+            non_finite: cfg.non_finite,
+            max_ahead: cfg.max_ahead,
+        });
+        let (jobs, job_rx) = mpsc::channel(TRAINER_CAPACITY);
+        let trainer = cfg.trainer;
+        std::thread::Builder::new()
+            .name(format!("rampart-trainer-{}", cfg.local))
+            .spawn(move || trainer_loop(trainer, job_rx))
+            .map_err(NodeError::Thread)?;
+        let now = Instant::now();
+        Ok(Self {
+            swarm,
+            topic,
+            keypair: cfg.keypair,
+            local: cfg.local,
+            job: cfg.job,
+            roster: cfg.roster,
+            rule: cfg.rule,
+            rounds: cfg.rounds,
+            round_timeout: cfg.round_timeout,
+            start_timeout: cfg.start_timeout,
+            validator,
+            events,
+            commands,
+            jobs,
+            pending_gradient: None,
+            pending_apply: None,
+            phase: Phase::Connecting,
+            round: 0,
+            inputs: BTreeMap::new(),
+            announced: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            listen: Vec::new(),
+            deadline: Some(now + cfg.start_timeout),
+            round_started: now,
+            gradient_at: now,
+            last_input_at: now,
+            aggregate_started: now,
+            compute_time: Duration::ZERO,
+            loss: None,
+            rejected_at_round_start: 0,
+            pulls: HashMap::new(),
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    async fn run(mut self) {
+        // Addresses from the configuration were added at build time; dial
+        // every roster peer the swarm knows an address for.
+        let others: Vec<PeerId> = self
+            .roster
+            .iter()
+            .filter(|p| **p != self.local)
+            .copied()
+            .collect();
+        for peer in others {
+            if let Err(e) = self.swarm.dial(peer) {
+                debug!(%peer, error = %e, "bootstrap dial failed");
+            }
+        }
+        let pull_period = (self.round_timeout / 5).max(Duration::from_millis(20));
+        let mut pull_tick = tokio::time::interval(pull_period);
+        pull_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.deadline;
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                cmd = self.commands.recv() => match cmd {
+                    None => break,
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                },
+                r = recv_opt(&mut self.pending_gradient) => {
+                    self.pending_gradient = None;
+                    self.on_gradient(r);
+                }
+                r = recv_opt(&mut self.pending_apply) => {
+                    self.pending_apply = None;
+                    self.on_applied(r);
+                }
+                () = sleep_opt(deadline) => self.on_deadline(),
+                _ = pull_tick.tick() => self.pull_missing(),
+            }
+        }
+        info!("node stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(Status {
+                    peer: self.local,
+                    round: self.round,
+                    finished: self.phase == Phase::Finished,
+                    listen: self.listen.clone(),
+                    connected: self.connected.iter().copied().collect(),
+                    counters: self.validator.counters().clone(),
+                    excluded: self.validator.excluded().copied().collect(),
+                });
+            }
+            Command::Parameters(reply) => {
+                if let Err(e) = self.jobs.try_send(Job::Parameters { reply }) {
+                    let reply = match e {
+                        mpsc::error::TrySendError::Full(Job::Parameters { reply })
+                        | mpsc::error::TrySendError::Closed(Job::Parameters { reply }) => reply,
+                        _ => return,
+                    };
+                    let _ = reply.send(Err(NodeError::Busy));
+                }
+            }
+            Command::Dial(peer, addr) => {
+                if self.roster.contains(&peer) && peer != self.local {
+                    self.swarm.add_peer_address(peer, addr);
+                    if let Err(e) = self.swarm.dial(peer) {
+                        debug!(%peer, error = %e, "dial failed");
+                    }
+                }
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                self.listen.push(address.clone());
+                self.emit(Event::Listening { addr: address });
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                // The allow list only lets roster members this far.
+                self.connected.insert(peer_id);
+                if self.phase == Phase::Connecting && self.connected.len() + 1 >= self.roster.len()
+                {
+                    self.start();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(ev)) => self.on_rr(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn start(&mut self) {
+        self.emit(Event::Started {
+            connected: self.connected.len(),
+        });
+        info!(connected = self.connected.len(), "starting round 0");
+        self.start_round();
+    }
+
+    fn start_round(&mut self) {
+        self.phase = Phase::Computing;
+        self.deadline = None;
+        self.round_started = Instant::now();
+        self.rejected_at_round_start = self.validator.counters().rejected();
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Gradient {
+            round: self.round,
+            reply,
+        };
+        if self.jobs.try_send(job).is_err() {
+            self.fail("the trainer thread is gone or overloaded".into());
+            return;
+        }
+        self.pending_gradient = Some(rx);
+    }
+
+    fn fail(&mut self, error: String) {
+        warn!(%error, "node failed");
+        self.phase = Phase::Finished;
+        self.deadline = None;
+        self.emit(Event::Failed { error });
+    }
+
+    fn on_gradient(&mut self, r: Result<GradientResult, oneshot::error::RecvError>) {
+        let (loss, grad) = match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return self.fail(e.to_string()),
+            Err(_) => return self.fail("the trainer thread stopped".into()),
+        };
+        self.gradient_at = Instant::now();
+        self.compute_time = self.gradient_at - self.round_started;
+        self.loss = loss;
+        let payload = match SignedPayload::new_f32(
+            &self.keypair,
+            self.job,
+            self.round,
+            PayloadKind::Gradient,
+            &grad,
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.fail(e.to_string()),
+        };
+        // Record our own header so a conflicting one is an equivocation.
+        let _ = self.validator.header(&payload.header);
+        self.broadcast(&payload);
+        self.inputs.entry(self.round).or_default().insert(
+            self.local,
+            Input {
+                payload,
+                values: grad,
+            },
+        );
+        self.phase = Phase::Collecting;
+        self.deadline = Some(Instant::now() + self.round_timeout);
+        self.check_complete(false);
+    }
+
+    /// Gossips the header and pushes the payload to every roster peer.
+    fn broadcast(&mut self, payload: &SignedPayload) {
+        match Message::Header(payload.header.clone()).encode() {
+            Ok(bytes) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
+                    debug!(error = %e, "header not gossiped");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot encode header"),
+        }
+        let frame = match Message::Push(payload.clone()).encode() {
+            Ok(f) => f,
+            Err(e) => return warn!(error = %e, "cannot encode push"),
+        };
+        let targets: Vec<PeerId> = self
+            .roster
+            .iter()
+            .filter(|p| **p != self.local && !self.validator.is_excluded(p))
+            .copied()
+            .collect();
+        for peer in targets {
+            self.swarm
+                .behaviour_mut()
+                .rr
+                .send_request(&peer, frame.clone());
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
+        let acceptance = match self.validator.decode(&msg.data) {
+            Err(r) => self.refused(source, r),
+            Ok(Message::Header(h)) => match self.validator.header(&h) {
+                Ok(fresh) => {
+                    let round = h.header.round;
+                    if let Some(sender) = h.header.sender_peer() {
+                        let have = self
+                            .inputs
+                            .get(&round)
+                            .is_some_and(|m| m.contains_key(&sender));
+                        if fresh == Freshness::New && !have {
+                            self.announced.insert((round, sender), (h, 0));
+                        }
+                    }
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(r) => self.refused(source, r),
+            },
+            Ok(Message::Equivocation(p)) => match self.validator.proof(&p) {
+                Ok(peer) => {
+                    self.exclude(peer, p, false);
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(r) => self.refused(source, r),
+            },
+            Ok(_) => self.refused(source, Reason::UnexpectedMessage.into()),
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// Reports a refusal (counted by the validator) and maps it to a
+    /// gossipsub verdict. Equivocation is ignored, not rejected, on gossip:
+    /// the relaying peer is not the culprit.
+    fn refused(&mut self, peer: PeerId, r: Refusal) -> gossipsub::MessageAcceptance {
+        if let Some(proof) = r.proof {
+            if let Some(culprit) = proof.sender() {
+                self.exclude(culprit, *proof, true);
+            }
+            return gossipsub::MessageAcceptance::Ignore;
+        }
+        if r.reason.is_reject() {
+            debug!(%peer, reason = ?r.reason, "input rejected");
+            self.emit(Event::InputRejected {
+                peer,
+                reason: r.reason,
+            });
+            gossipsub::MessageAcceptance::Reject
+        } else {
+            gossipsub::MessageAcceptance::Ignore
+        }
+    }
+
+    fn exclude(&mut self, peer: PeerId, proof: EquivocationProof, publish: bool) {
+        warn!(%peer, "peer excluded for equivocation");
+        if publish && let Ok(bytes) = Message::Equivocation(proof.clone()).encode() {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), bytes);
+        }
+        let round = self.round;
+        let aggregating = self.phase == Phase::Aggregating;
+        for (r, m) in self.inputs.iter_mut() {
+            // The round being aggregated keeps its inputs.
+            if *r > round || (*r == round && !aggregating) {
+                m.remove(&peer);
+            }
+        }
+        self.announced.retain(|(_, p), _| *p != peer);
+        self.emit(Event::PeerExcluded {
+            peer,
+            evidence: Box::new(proof),
+        });
+        self.check_complete(false);
+    }
+
+    fn on_rr(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = match self.validator.decode(&request) {
+                    Err(r) => {
+                        self.refused(peer, r);
+                        return;
+                    }
+                    Ok(Message::Push(p)) => {
+                        self.on_payload(peer, p);
+                        Message::Ack
+                    }
+                    Ok(Message::Pull(req)) => Message::Payload(self.lookup(&req)),
+                    Ok(Message::StateRequest) => Message::Payload(None),
+                    Ok(_) => {
+                        self.refused(peer, Reason::UnexpectedMessage.into());
+                        return;
+                    }
+                };
+                if let Ok(bytes) = response.encode() {
+                    let _ = self.swarm.behaviour_mut().rr.send_response(channel, bytes);
+                }
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let pulled = self.pulls.remove(&request_id);
+                match self.validator.decode(&response) {
+                    Err(r) => {
+                        self.refused(peer, r);
+                    }
+                    Ok(Message::Ack) => {}
+                    Ok(Message::Payload(Some(p))) if pulled.is_some() => self.on_payload(peer, p),
+                    Ok(Message::Payload(None)) => {}
+                    Ok(_) => {
+                        self.refused(peer, Reason::UnexpectedMessage.into());
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.pulls.remove(&request_id);
+                debug!(%peer, %error, "request failed");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn lookup(&self, req: &PullRequest) -> Option<SignedPayload> {
+        let m = self.inputs.get(&req.round)?;
+        m.values()
+            .find(|i| {
+                let h = &i.payload.header.header;
+                h.sender == req.sender && h.kind == req.kind && h.payload_hash == req.payload_hash
+            })
+            .map(|i| i.payload.clone())
+    }
+
+    fn on_payload(&mut self, from: PeerId, p: SignedPayload) {
+        if p.header.header.kind != PayloadKind::Gradient {
+            self.refused(from, Reason::UnexpectedMessage.into());
+            return;
+        }
+        match self.validator.payload(&p) {
+            Err(r) => {
+                self.refused(from, r);
+            }
+            Ok((_, values)) => {
+                let round = p.header.header.round;
+                let Some(sender) = p.header.header.sender_peer() else {
+                    return;
+                };
+                if round == self.round && self.phase == Phase::Aggregating {
+                    // Too late for the round being aggregated.
+                    return;
+                }
+                self.announced.remove(&(round, sender));
+                let slot = self.inputs.entry(round).or_default();
+                if let std::collections::btree_map::Entry::Vacant(e) = slot.entry(sender) {
+                    e.insert(Input { payload: p, values });
+                    if round == self.round {
+                        self.last_input_at = Instant::now();
+                    }
+                    self.check_complete(false);
+                }
+            }
+        }
+    }
+
+    fn expected(&self) -> usize {
+        self.roster
+            .iter()
+            .filter(|p| !self.validator.is_excluded(p))
+            .count()
+    }
+
+    fn check_complete(&mut self, timed_out: bool) {
+        if self.phase != Phase::Collecting {
+            return;
+        }
+        let have = self.inputs.get(&self.round).map_or(0, BTreeMap::len);
+        let n = self.roster.len();
+        let complete = have >= self.expected();
+        let enough = have >= quorum(&self.rule, n)
+            && effective_rule(&self.rule, n, have).check(have).is_ok();
+        if complete || (timed_out && enough) {
+            self.aggregate();
+        } else if timed_out {
+            warn!(
+                round = self.round,
+                have, "round timeout without a quorum; waiting"
+            );
+            self.deadline = Some(Instant::now() + self.round_timeout);
+        }
+    }
+
+    fn aggregate(&mut self) {
+        self.phase = Phase::Aggregating;
+        self.deadline = None;
+        let inputs: BTreeMap<PeerId, Vec<f32>> = self
+            .inputs
+            .get(&self.round)
+            .map(|m| m.iter().map(|(p, i)| (*p, i.values.clone())).collect())
+            .unwrap_or_default();
+        self.last_input_at = self.last_input_at.max(self.gradient_at);
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Apply {
+            round: self.round,
+            rule: self.rule.clone(),
+            n: self.roster.len(),
+            inputs,
+            reply,
+        };
+        if self.jobs.try_send(job).is_err() {
+            return self.fail("the trainer thread is gone or overloaded".into());
+        }
+        self.pending_apply = Some(rx);
+        self.aggregate_started = Instant::now();
+    }
+
+    fn on_applied(&mut self, r: Result<ApplyResult, oneshot::error::RecvError>) {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return self.fail(e.to_string()),
+            Err(_) => return self.fail("the trainer thread stopped".into()),
+        }
+        let now = Instant::now();
+        let accepted = self.inputs.get(&self.round).map_or(0, BTreeMap::len);
+        let rejected = self.validator.counters().rejected() - self.rejected_at_round_start;
+        self.emit(Event::RoundCompleted {
+            round: self.round,
+            loss: self.loss,
+            accepted,
+            rejected,
+            excluded: self.validator.excluded().copied().collect(),
+            timings: RoundTimings {
+                compute: self.compute_time,
+                collect: self
+                    .last_input_at
+                    .saturating_duration_since(self.gradient_at),
+                aggregate: now - self.aggregate_started,
+                total: now - self.round_started,
+            },
+            honest_spread: None,
+        });
+        let done = self.round;
+        self.round += 1;
+        self.validator.advance(self.round);
+        // Keep the round just done to answer late pulls.
+        self.inputs.retain(|r, _| *r >= done);
+        self.announced.retain(|(r, _), _| *r >= self.round);
+        if self.round >= self.rounds {
+            self.phase = Phase::Finished;
+            info!(rounds = self.round, "finished");
+            self.emit(Event::Finished { rounds: self.round });
+        } else {
+            self.start_round();
+        }
+    }
+
+    fn on_deadline(&mut self) {
+        self.deadline = None;
+        match self.phase {
+            Phase::Connecting => {
+                let n = self.roster.len();
+                if self.connected.len() + 1 >= quorum(&self.rule, n) {
+                    self.start();
+                } else {
+                    warn!(
+                        connected = self.connected.len(),
+                        "not enough roster peers to start"
+                    );
+                    self.deadline = Some(Instant::now() + self.start_timeout);
+                }
+            }
+            Phase::Collecting => self.check_complete(true),
+            _ => {}
+        }
+    }
+
+    /// Asks for payloads announced on gossip but not received: first from
+    /// their sender, then from the other roster peers in turn.
+    fn pull_missing(&mut self) {
+        if self.phase != Phase::Collecting {
+            return;
+        }
+        let round = self.round;
+        let n = self.roster.len();
+        let mut requests = Vec::new();
+        for ((r, sender), (h, tries)) in self.announced.iter_mut() {
+            if *r != round || *tries >= n {
+                continue;
+            }
+            let start = self.roster.iter().position(|p| p == sender).unwrap_or(0);
+            let target = self.roster[(start + *tries) % n];
+            *tries += 1;
+            if target == self.local || !self.connected.contains(&target) {
+                continue;
+            }
+            let req = PullRequest {
+                round: *r,
+                sender: h.header.sender,
+                kind: h.header.kind,
+                payload_hash: h.header.payload_hash,
+            };
+            requests.push((target, *r, *sender, req));
+        }
+        for (target, r, sender, req) in requests {
+            if let Ok(bytes) = Message::Pull(req).encode() {
+                let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
+                self.pulls.insert(id, (r, sender));
+            }
+        }
+    }
+}
+
+async fn recv_opt<T>(
+    rx: &mut Option<oneshot::Receiver<T>>,
+) -> Result<T, oneshot::error::RecvError> {
+    match rx {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,229 @@
+//! The model side of a node, as the node sees it: a [`Trainer`].
+//!
+//! The node never touches tensors. It asks its trainer for the round's flat
+//! gradient, hands it the aggregate, and reads or writes the flat parameter
+//! vector (drift control, catch-up, tests). The trainer runs on a dedicated
+//! thread, so its methods may take as long as they need.
+
+use std::error::Error as StdError;
+
+/// An error raised by a [`Trainer`] (boxed: trainers wrap their own errors).
+#[derive(Debug, thiserror::Error)]
+#[error("trainer: {source}")]
+pub struct TrainerError {
+    #[source]
+    source: Box<dyn StdError + Send + Sync>,
+}
+
+impl TrainerError {
+    /// Wraps any error.
+    pub fn new(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self {
+            source: source.into(),
+        }
+    }
+}
+
+/// One step of local training, as the node drives it.
+///
+/// Everything must be a deterministic function of the trainer's state and the
+/// calls made: honest nodes that aggregate the same inputs must end with the
+/// same bits.
+pub trait Trainer: Send + 'static {
+    /// Number of parameters (the gradient dimension).
+    fn dim(&self) -> usize;
+
+    /// The flat gradient for `round` at the current parameters, with the
+    /// mini-batch loss when the trainer knows it.
+    fn gradient(&mut self, round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError>;
+
+    /// Applies the aggregated update of `round` (the trainer owns the
+    /// learning-rate schedule).
+    fn apply(&mut self, update: &[f32], round: u64) -> Result<(), TrainerError>;
+
+    /// The flat parameters.
+    fn parameters(&self) -> Result<Vec<f32>, TrainerError>;
+
+    /// Replaces the flat parameters.
+    fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError>;
+}
+
+impl<T: Trainer + ?Sized> Trainer for Box<T> {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn gradient(&mut self, round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
+        (**self).gradient(round)
+    }
+    fn apply(&mut self, update: &[f32], round: u64) -> Result<(), TrainerError> {
+        (**self).apply(update, round)
+    }
+    fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
+        (**self).parameters()
+    }
+    fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
+        (**self).set_parameters(params)
+    }
+}
+
+/// A small deterministic trainer for protocol tests: linear regression in
+/// plain Rust, with a seeded generator (SplitMix64) for the data.
+///
+/// The job's true weights come from `job_seed`; node `node` owns `samples`
+/// noisy samples drawn from a stream of `(job_seed, node)`; each round's
+/// mini-batch is chosen by `(job_seed, node, round)`. All arithmetic is f32
+/// in a fixed order.
+#[cfg(any(test, feature = "test-utils"))]
+#[derive(Clone, Debug)]
+pub struct LinearRegression {
+    weights: Vec<f32>,
+    xs: Vec<Vec<f32>>,
+    ys: Vec<f32>,
+    batch: usize,
+    lr: f32,
+    seed: u64,
+}
+
+#[cfg(any(test, feature = "test-utils"))]
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(any(test, feature = "test-utils"))]
+fn uniform(state: &mut u64) -> f32 {
+    // 24 random bits in [-1, 1).
+    ((splitmix(state) >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+}
+
+#[cfg(any(test, feature = "test-utils"))]
+impl LinearRegression {
+    /// A model of `dim` weights (the last one is the bias) at zero, and
+    /// `samples` training points for node number `node`.
+    pub fn new(dim: usize, job_seed: u64, node: u64, samples: usize) -> Self {
+        let mut job = job_seed;
+        let truth: Vec<f32> = (0..dim).map(|_| uniform(&mut job)).collect();
+        let mut s = job_seed ^ node.wrapping_mul(0xa076_1d64_78bd_642f);
+        let mut xs = Vec::with_capacity(samples);
+        let mut ys = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let mut x: Vec<f32> = (0..dim.saturating_sub(1))
+                .map(|_| uniform(&mut s))
+                .collect();
+            x.push(1.0);
+            let y =
+                x.iter().zip(&truth).fold(0.0f32, |a, (x, w)| a + x * w) + 0.01 * uniform(&mut s);
+            xs.push(x);
+            ys.push(y);
+        }
+        Self {
+            weights: vec![0.0; dim],
+            xs,
+            ys,
+            batch: 8,
+            lr: 0.1,
+            seed: job_seed ^ node.rotate_left(17),
+        }
+    }
+
+    /// Mean squared error over the node's own samples.
+    pub fn loss(&self) -> f32 {
+        let n = self.xs.len().max(1) as f32;
+        self.xs
+            .iter()
+            .zip(&self.ys)
+            .map(|(x, y)| {
+                let e = self.predict(x) - y;
+                e * e
+            })
+            .fold(0.0f32, |a, b| a + b)
+            / n
+    }
+
+    fn predict(&self, x: &[f32]) -> f32 {
+        x.iter()
+            .zip(&self.weights)
+            .fold(0.0f32, |a, (x, w)| a + x * w)
+    }
+}
+
+#[cfg(any(test, feature = "test-utils"))]
+impl Trainer for LinearRegression {
+    fn dim(&self) -> usize {
+        self.weights.len()
+    }
+
+    fn gradient(&mut self, round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
+        if self.xs.is_empty() {
+            return Err(TrainerError::new("no samples"));
+        }
+        let mut s = self.seed ^ round.wrapping_mul(0xe703_7ed1_a0b4_28db);
+        let mut g = vec![0.0f32; self.weights.len()];
+        let mut loss = 0.0f32;
+        for _ in 0..self.batch {
+            let i = (splitmix(&mut s) % self.xs.len() as u64) as usize;
+            let e = self.predict(&self.xs[i]) - self.ys[i];
+            loss += e * e;
+            for (g, x) in g.iter_mut().zip(&self.xs[i]) {
+                *g += 2.0 * e * x;
+            }
+        }
+        let b = self.batch as f32;
+        g.iter_mut().for_each(|g| *g /= b);
+        Ok((Some(loss / b), g))
+    }
+
+    fn apply(&mut self, update: &[f32], _round: u64) -> Result<(), TrainerError> {
+        if update.len() != self.weights.len() {
+            return Err(TrainerError::new(format!(
+                "update of dimension {} for a model of {}",
+                update.len(),
+                self.weights.len()
+            )));
+        }
+        for (w, u) in self.weights.iter_mut().zip(update) {
+            *w -= self.lr * u;
+        }
+        Ok(())
+    }
+
+    fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
+        Ok(self.weights.clone())
+    }
+
+    fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
+        if params.len() != self.weights.len() {
+            return Err(TrainerError::new("wrong parameter dimension"));
+        }
+        self.weights.copy_from_slice(params);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_regression_is_deterministic_and_learns() {
+        let mut a = LinearRegression::new(5, 7, 1, 64);
+        let mut b = LinearRegression::new(5, 7, 1, 64);
+        let before = a.loss();
+        for round in 0..50 {
+            let (_, ga) = a.gradient(round).unwrap();
+            let (_, gb) = b.gradient(round).unwrap();
+            assert_eq!(ga, gb);
+            a.apply(&ga, round).unwrap();
+            b.apply(&gb, round).unwrap();
+        }
+        assert_eq!(a.parameters().unwrap(), b.parameters().unwrap());
+        assert!(a.loss() < before / 10.0, "{} vs {before}", a.loss());
+        // Another node of the same job has other data.
+        let mut c = LinearRegression::new(5, 7, 2, 64);
+        assert_ne!(c.gradient(0).unwrap().1, a.gradient(0).unwrap().1);
+        assert!(a.apply(&[0.0; 4], 0).is_err());
+    }
+}

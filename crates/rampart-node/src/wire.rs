@@ -1,0 +1,673 @@
+//! Wire format: signed headers, payloads, equivocation proofs and the frames
+//! that carry them.
+//!
+//! Every frame starts with one version byte ([`WIRE_VERSION`]), then a small
+//! bincode-2 envelope (fixed-width little-endian integers, decoded with a
+//! hard limit of [`ENVELOPE_LIMIT`] bytes), then — for the variants that
+//! carry one — the raw payload bytes up to the end of the frame. The payload
+//! is therefore never length-prefixed: its size is the frame's size, which the
+//! caller has already bounded, and nothing is allocated from a length read off
+//! the network before it is checked.
+
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use libp2p::PeerId;
+use libp2p::identity::{self, Keypair};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the frame layout; the first byte of every frame.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Hard cap on the bincode envelope of a frame (headers, proofs, requests):
+/// everything but the payload. Real envelopes are a few hundred bytes.
+pub const ENVELOPE_LIMIT: usize = 4096;
+
+/// Domain separator prepended to a header's bytes before signing, so a header
+/// signature can never be replayed as any other libp2p signature.
+const SIGNING_DOMAIN: &[u8] = b"rampart/header/v1\0";
+
+type EnvelopeConfig = Configuration<LittleEndian, Fixint, Limit<ENVELOPE_LIMIT>>;
+
+fn envelope_config() -> EnvelopeConfig {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<ENVELOPE_LIMIT>()
+}
+
+/// Why bytes could not be decoded into a [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The frame is longer than the configured limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    Oversize {
+        /// Length of the frame.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The frame is empty (no version byte).
+    #[error("empty frame")]
+    Empty,
+    /// The version byte is not [`WIRE_VERSION`].
+    #[error("unknown wire version {0}")]
+    UnknownVersion(u8),
+    /// The envelope is not valid bincode for a [`Message`], or exceeds
+    /// [`ENVELOPE_LIMIT`].
+    #[error("undecodable envelope: {0}")]
+    Undecodable(String),
+    /// Bytes follow an envelope that carries no payload.
+    #[error("{0} trailing bytes after a message without payload")]
+    Trailing(usize),
+    /// Encoding failed (only for envelopes over [`ENVELOPE_LIMIT`]).
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+/// Identifier of a training job: the SHA-256 of its canonical roster. Topic
+/// and protocol names carry it, and every signed header names it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub [u8; 32]);
+
+impl JobId {
+    /// Lower-case hex of the id.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl std::fmt::Debug for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobId({})", &self.to_hex()[..16])
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// SHA-256 of a payload; headers sign it, payloads are addressed by it.
+pub fn payload_hash(payload: &[u8]) -> [u8; 32] {
+    Sha256::digest(payload).into()
+}
+
+/// How the payload's numbers are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// `dim` IEEE-754 binary32 values, little-endian.
+    F32Le,
+}
+
+impl Encoding {
+    /// Bytes per coordinate.
+    pub fn width(self) -> usize {
+        match self {
+            Encoding::F32Le => 4,
+        }
+    }
+}
+
+/// What a payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PayloadKind {
+    /// The sender's gradient for the round.
+    Gradient,
+    /// The sender's model parameters after the round (drift control, catch-up).
+    Parameters,
+}
+
+/// The signed description of one payload.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Header {
+    /// The job the payload belongs to.
+    pub job: JobId,
+    /// The round.
+    pub round: u64,
+    /// The sender's Ed25519 public key (its PeerId derives from it).
+    pub sender: [u8; 32],
+    /// What the payload is.
+    pub kind: PayloadKind,
+    /// Number of coordinates.
+    pub dim: u32,
+    /// Layout of the coordinates.
+    pub encoding: Encoding,
+    /// SHA-256 of the payload bytes.
+    pub payload_hash: [u8; 32],
+}
+
+impl Header {
+    /// The PeerId of the sender, or `None` when the key bytes are not a valid
+    /// Ed25519 public key.
+    pub fn sender_peer(&self) -> Option<PeerId> {
+        public_key(&self.sender).map(|k| k.to_peer_id())
+    }
+
+    /// Bytes of the payload the header announces.
+    pub fn payload_len(&self) -> usize {
+        (self.dim as usize).saturating_mul(self.encoding.width())
+    }
+
+    fn signing_bytes(&self) -> Result<Vec<u8>, WireError> {
+        let mut out = SIGNING_DOMAIN.to_vec();
+        let body = bincode::serde::encode_to_vec(self, envelope_config())
+            .map_err(|e| WireError::Encode(e.to_string()))?;
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Signs the header with the sender's key. Fails when the keypair is not
+    /// Ed25519 or does not match `sender`.
+    pub fn sign(self, keypair: &Keypair) -> Result<SignedHeader, SignError> {
+        let ed = keypair
+            .clone()
+            .try_into_ed25519()
+            .map_err(|_| SignError::NotEd25519)?;
+        if ed.public().to_bytes() != self.sender {
+            return Err(SignError::WrongKey);
+        }
+        let bytes = self.signing_bytes().map_err(SignError::Encode)?;
+        let sig = ed.sign(&bytes);
+        let mut signature = [0u8; 64];
+        if sig.len() != 64 {
+            return Err(SignError::NotEd25519);
+        }
+        signature.copy_from_slice(&sig);
+        Ok(SignedHeader {
+            header: self,
+            signature: Signature(signature),
+        })
+    }
+}
+
+/// Why a header could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// Rampart signs with Ed25519 keys only.
+    #[error("the keypair is not Ed25519")]
+    NotEd25519,
+    /// The header's sender is not the keypair's public key.
+    #[error("the header's sender is not this keypair")]
+    WrongKey,
+    /// The header could not be encoded.
+    #[error(transparent)]
+    Encode(WireError),
+}
+
+fn public_key(bytes: &[u8; 32]) -> Option<identity::PublicKey> {
+    identity::ed25519::PublicKey::try_from_bytes(bytes)
+        .ok()
+        .map(identity::PublicKey::from)
+}
+
+/// The Ed25519 public-key bytes of a keypair, if it is Ed25519.
+pub fn ed25519_public(keypair: &Keypair) -> Option<[u8; 32]> {
+    keypair
+        .clone()
+        .try_into_ed25519()
+        .ok()
+        .map(|k| k.public().to_bytes())
+}
+
+/// An Ed25519 signature (64 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; 64]);
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signature({}…)", hex(&self.0[..8]))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Signature;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Signature, E> {
+                <[u8; 64]>::try_from(v)
+                    .map(Signature)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Signature, E> {
+                self.visit_bytes(&v)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// A header with its sender's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SignedHeader {
+    /// The header.
+    pub header: Header,
+    /// Ed25519 signature of the domain-separated header bytes by `header.sender`.
+    pub signature: Signature,
+}
+
+impl SignedHeader {
+    /// Whether the signature is valid for the header's sender key.
+    pub fn verify(&self) -> bool {
+        let Some(key) = public_key(&self.header.sender) else {
+            return false;
+        };
+        match self.header.signing_bytes() {
+            Ok(bytes) => key.verify(&bytes, &self.signature.0),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A payload with its signed header (a push, a pull answer, a model state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedPayload {
+    /// The signed header announcing the payload.
+    pub header: SignedHeader,
+    /// The payload bytes (`header.dim` values in `header.encoding`).
+    pub payload: Vec<u8>,
+}
+
+impl SignedPayload {
+    /// Builds and signs a payload of f32 values.
+    pub fn new_f32(
+        keypair: &Keypair,
+        job: JobId,
+        round: u64,
+        kind: PayloadKind,
+        values: &[f32],
+    ) -> Result<Self, SignError> {
+        let sender = ed25519_public(keypair).ok_or(SignError::NotEd25519)?;
+        let payload = f32_to_le(values);
+        let dim = u32::try_from(values.len())
+            .map_err(|_| SignError::Encode(WireError::Encode("dimension over u32".into())))?;
+        let header = Header {
+            job,
+            round,
+            sender,
+            kind,
+            dim,
+            encoding: Encoding::F32Le,
+            payload_hash: payload_hash(&payload),
+        }
+        .sign(keypair)?;
+        Ok(Self { header, payload })
+    }
+}
+
+/// Two validly signed headers of one sender for one round and payload kind
+/// with different payload hashes: a proof that the sender equivocated.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EquivocationProof {
+    /// One header.
+    pub a: SignedHeader,
+    /// The other header.
+    pub b: SignedHeader,
+}
+
+impl EquivocationProof {
+    /// Whether this is a proof: same job, sender, round and kind, different
+    /// hashes, both signatures valid.
+    pub fn verify(&self) -> bool {
+        let (a, b) = (&self.a.header, &self.b.header);
+        a.job == b.job
+            && a.sender == b.sender
+            && a.round == b.round
+            && a.kind == b.kind
+            && a.payload_hash != b.payload_hash
+            && self.a.verify()
+            && self.b.verify()
+    }
+
+    /// The equivocating sender.
+    pub fn sender(&self) -> Option<PeerId> {
+        self.a.header.sender_peer()
+    }
+}
+
+/// A request for a payload the requester saw announced but did not receive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The round.
+    pub round: u64,
+    /// The sender's public key.
+    pub sender: [u8; 32],
+    /// What is asked for.
+    pub kind: PayloadKind,
+    /// The announced hash (payloads are content-addressed).
+    pub payload_hash: [u8; 32],
+}
+
+/// Everything that travels between nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// Gossip: a signed header announcing a payload.
+    Header(SignedHeader),
+    /// Gossip: an equivocation proof.
+    Equivocation(EquivocationProof),
+    /// Request: a payload pushed to a roster peer.
+    Push(SignedPayload),
+    /// Request: ask for a payload by hash.
+    Pull(PullRequest),
+    /// Request: ask for the peer's latest model state (catch-up).
+    StateRequest,
+    /// Response: received.
+    Ack,
+    /// Response to `Pull` / `StateRequest`: the payload, if held.
+    Payload(Option<SignedPayload>),
+}
+
+/// The bincode envelope: a [`Message`] without its payload bytes.
+#[derive(Serialize, Deserialize)]
+enum Envelope {
+    Header(SignedHeader),
+    Equivocation(EquivocationProof),
+    Push(SignedHeader),
+    Pull(PullRequest),
+    StateRequest,
+    Ack,
+    Payload(Option<SignedHeader>),
+}
+
+impl Message {
+    /// Encodes the message as one frame.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let (env, payload): (Envelope, &[u8]) = match self {
+            Message::Header(h) => (Envelope::Header(h.clone()), &[]),
+            Message::Equivocation(p) => (Envelope::Equivocation(p.clone()), &[]),
+            Message::Push(p) => (Envelope::Push(p.header.clone()), &p.payload),
+            Message::Pull(r) => (Envelope::Pull(r.clone()), &[]),
+            Message::StateRequest => (Envelope::StateRequest, &[]),
+            Message::Ack => (Envelope::Ack, &[]),
+            Message::Payload(None) => (Envelope::Payload(None), &[]),
+            Message::Payload(Some(p)) => (Envelope::Payload(Some(p.header.clone())), &p.payload),
+        };
+        let body = bincode::serde::encode_to_vec(&env, envelope_config())
+            .map_err(|e| WireError::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(1 + body.len() + payload.len());
+        out.push(WIRE_VERSION);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+
+    /// Decodes one frame of at most `limit` bytes. Never panics, and allocates
+    /// at most the frame's size plus [`ENVELOPE_LIMIT`].
+    pub fn decode(bytes: &[u8], limit: usize) -> Result<Self, WireError> {
+        if bytes.len() > limit {
+            return Err(WireError::Oversize {
+                len: bytes.len(),
+                limit,
+            });
+        }
+        let (&version, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+        if version != WIRE_VERSION {
+            return Err(WireError::UnknownVersion(version));
+        }
+        let (env, used): (Envelope, usize) =
+            bincode::serde::decode_from_slice(rest, envelope_config())
+                .map_err(|e| WireError::Undecodable(e.to_string()))?;
+        let trailing = rest.get(used..).unwrap_or_default();
+        let no_payload = |m: Message| {
+            if trailing.is_empty() {
+                Ok(m)
+            } else {
+                Err(WireError::Trailing(trailing.len()))
+            }
+        };
+        match env {
+            Envelope::Header(h) => no_payload(Message::Header(h)),
+            Envelope::Equivocation(p) => no_payload(Message::Equivocation(p)),
+            Envelope::Pull(r) => no_payload(Message::Pull(r)),
+            Envelope::StateRequest => no_payload(Message::StateRequest),
+            Envelope::Ack => no_payload(Message::Ack),
+            Envelope::Payload(None) => no_payload(Message::Payload(None)),
+            Envelope::Push(header) => Ok(Message::Push(SignedPayload {
+                header,
+                payload: trailing.to_vec(),
+            })),
+            Envelope::Payload(Some(header)) => Ok(Message::Payload(Some(SignedPayload {
+                header,
+                payload: trailing.to_vec(),
+            }))),
+        }
+    }
+}
+
+/// Little-endian bytes of f32 values.
+pub fn f32_to_le(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// f32 values from little-endian bytes; `None` when the length is not a
+/// multiple of 4.
+pub fn f32_from_le(bytes: &[u8]) -> Option<Vec<f32>> {
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> Keypair {
+        Keypair::ed25519_from_bytes([seed; 32]).unwrap()
+    }
+
+    fn payload(seed: u8, round: u64, values: &[f32]) -> SignedPayload {
+        SignedPayload::new_f32(
+            &key(seed),
+            JobId([7; 32]),
+            round,
+            PayloadKind::Gradient,
+            values,
+        )
+        .unwrap()
+    }
+
+    /// Fixed envelope sizes: 1 version byte, 4-byte variant tags, fixed ints.
+    const HEADER_LEN: usize = 32 + 8 + 32 + 4 + 4 + 4 + 32;
+    const SIGNED_LEN: usize = HEADER_LEN + 8 + 64;
+
+    #[test]
+    fn round_trip_and_lengths() {
+        let p = payload(1, 3, &[1.0, -2.5, f32::MIN_POSITIVE]);
+        assert!(p.header.verify());
+        let msgs = [
+            (Message::Header(p.header.clone()), 1 + 4 + SIGNED_LEN),
+            (
+                Message::Equivocation(EquivocationProof {
+                    a: p.header.clone(),
+                    b: payload(1, 3, &[0.0, 0.0, 0.0]).header,
+                }),
+                1 + 4 + 2 * SIGNED_LEN,
+            ),
+            (Message::Push(p.clone()), 1 + 4 + SIGNED_LEN + 12),
+            (
+                Message::Pull(PullRequest {
+                    round: 3,
+                    sender: p.header.header.sender,
+                    kind: PayloadKind::Gradient,
+                    payload_hash: [0; 32],
+                }),
+                1 + 4 + 8 + 32 + 4 + 32,
+            ),
+            (Message::StateRequest, 1 + 4),
+            (Message::Ack, 1 + 4),
+            (Message::Payload(None), 1 + 4 + 1),
+            (
+                Message::Payload(Some(p.clone())),
+                1 + 4 + 1 + SIGNED_LEN + 12,
+            ),
+        ];
+        for (m, len) in msgs {
+            let bytes = m.encode().unwrap();
+            assert_eq!(bytes.len(), len, "{m:?}");
+            assert_eq!(Message::decode(&bytes, 1 << 20).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn signatures_bind_every_field() {
+        let p = payload(2, 5, &[1.0, 2.0]);
+        let mut h = p.header.clone();
+        h.header.round = 6;
+        assert!(!h.verify());
+        let mut h = p.header.clone();
+        h.header.dim = 3;
+        assert!(!h.verify());
+        let mut h = p.header.clone();
+        h.header.payload_hash[0] ^= 1;
+        assert!(!h.verify());
+        let mut h = p.header.clone();
+        h.header.sender = ed25519_public(&key(3)).unwrap();
+        assert!(!h.verify());
+        let mut h = p.header.clone();
+        h.signature.0[10] ^= 1;
+        assert!(!h.verify());
+        // A header cannot be signed for another sender.
+        assert_eq!(
+            p.header.header.clone().sign(&key(3)),
+            Err(SignError::WrongKey)
+        );
+        assert_eq!(
+            p.header.header.sender_peer(),
+            Some(key(2).public().to_peer_id())
+        );
+    }
+
+    #[test]
+    fn equivocation_proof_checks() {
+        let a = payload(4, 9, &[1.0]).header;
+        let b = payload(4, 9, &[2.0]).header;
+        assert!(
+            EquivocationProof {
+                a: a.clone(),
+                b: b.clone()
+            }
+            .verify()
+        );
+        assert!(
+            !EquivocationProof {
+                a: a.clone(),
+                b: a.clone()
+            }
+            .verify()
+        );
+        let other_round = payload(4, 10, &[2.0]).header;
+        assert!(
+            !EquivocationProof {
+                a: a.clone(),
+                b: other_round
+            }
+            .verify()
+        );
+        let other_sender = payload(5, 9, &[2.0]).header;
+        assert!(!EquivocationProof { a, b: other_sender }.verify());
+    }
+
+    #[test]
+    fn rejects_oversize_version_trailing() {
+        let bytes = Message::Header(payload(1, 0, &[1.0]).header)
+            .encode()
+            .unwrap();
+        assert!(matches!(
+            Message::decode(&bytes, bytes.len() - 1),
+            Err(WireError::Oversize { .. })
+        ));
+        assert_eq!(Message::decode(&[], 10), Err(WireError::Empty));
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(
+            Message::decode(&v2, 1 << 20),
+            Err(WireError::UnknownVersion(2))
+        );
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(
+            Message::decode(&extra, 1 << 20),
+            Err(WireError::Trailing(1))
+        );
+        assert!(matches!(
+            Message::decode(&bytes[..bytes.len() - 1], 1 << 20),
+            Err(WireError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn huge_claimed_lengths_do_not_allocate() {
+        // Version, variant tag of `Push`, then a header whose signature claims
+        // u64::MAX bytes: bincode's limit refuses it before allocating.
+        let bytes = Message::Push(payload(1, 0, &[1.0])).encode().unwrap();
+        let mut evil = bytes[..1 + 4 + HEADER_LEN].to_vec();
+        evil.extend_from_slice(&u64::MAX.to_le_bytes());
+        evil.extend_from_slice(&[0; 16]);
+        assert!(matches!(
+            Message::decode(&evil, 1 << 20),
+            Err(WireError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn f32_le_round_trip() {
+        let v = [0.0f32, -0.0, 1.5, f32::NAN, f32::INFINITY];
+        let back = f32_from_le(&f32_to_le(&v)).unwrap();
+        for (a, b) in v.iter().zip(&back) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        assert_eq!(f32_from_le(&[0; 5]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Message::decode(&bytes, 1024);
+        }
+
+        #[test]
+        fn versioned_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let mut framed = vec![WIRE_VERSION];
+            framed.extend_from_slice(&bytes);
+            let _ = Message::decode(&framed, 1 << 20);
+        }
+
+        #[test]
+        fn push_round_trips(values in proptest::collection::vec(any::<f32>(), 0..64), round in any::<u64>()) {
+            let m = Message::Push(payload(9, round, &values));
+            let bytes = m.encode().unwrap();
+            prop_assert_eq!(bytes.len(), 1 + 4 + SIGNED_LEN + 4 * values.len());
+            prop_assert_eq!(Message::decode(&bytes, 1 << 20).unwrap(), m);
+        }
+    }
+}
