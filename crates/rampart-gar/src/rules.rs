@@ -267,7 +267,7 @@ pub(crate) fn multi_bulyan<T: Float>(
         CoordinatePhase::MedianClosest => CoordOp::ClosestToMedian { beta },
         CoordinatePhase::TrimmedMean => CoordOp::TrimmedMean { f },
     };
-    let output = coordinatewise(&Averages { rows, groups }, rows[0].len(), op);
+    let output = coordinatewise(&Averages::new(rows, groups), rows[0].len(), op);
     Ok(Aggregation {
         output,
         selected: removed_order,
@@ -359,7 +359,7 @@ pub(crate) fn multi_bulyan_aggregathor<T: Float>(
         }
     }
     let output = coordinatewise(
-        &Averages { rows, groups },
+        &Averages::new(rows, groups),
         rows[0].len(),
         CoordOp::ClosestToUpperMedian { beta },
     );
