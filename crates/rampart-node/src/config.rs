@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use rampart_gar::{GarError, Rule};
 use sha2::{Digest, Sha256};
 
+use crate::adversary::Attack;
 use crate::trainer::Trainer;
 use crate::validate::NonFinitePolicy;
 use crate::wire::{ENVELOPE_LIMIT, JobId};
@@ -83,6 +84,7 @@ pub struct NodeConfig {
     pub(crate) max_ahead: u64,
     pub(crate) dim: usize,
     pub(crate) trainer: Box<dyn Trainer>,
+    pub(crate) script: Vec<Attack>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -135,6 +137,7 @@ pub struct NodeConfigBuilder {
     max_ahead: u64,
     job_tag: Vec<u8>,
     trainer: Option<Box<dyn Trainer>>,
+    script: Vec<Attack>,
 }
 
 impl Default for NodeConfigBuilder {
@@ -157,6 +160,7 @@ impl Default for NodeConfigBuilder {
             max_ahead: 2,
             job_tag: Vec::new(),
             trainer: None,
+            script: Vec::new(),
         }
     }
 }
@@ -242,6 +246,13 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Testnets only: makes this node Byzantine. In round r it follows
+    /// `script[r % script.len()]` instead of the protocol (empty: honest).
+    pub fn adversary(mut self, script: impl IntoIterator<Item = Attack>) -> Self {
+        self.script = script.into_iter().collect();
+        self
+    }
+
     /// Checks every invariant and builds the configuration.
     pub fn build(self) -> Result<NodeConfig, ConfigError> {
         let keypair = self.keypair.ok_or(ConfigError::MissingKeypair)?;
@@ -304,6 +315,7 @@ impl NodeConfigBuilder {
             max_ahead: self.max_ahead,
             dim,
             trainer,
+            script: self.script,
         })
     }
 }

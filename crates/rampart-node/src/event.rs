@@ -69,6 +69,11 @@ pub enum Event {
         /// Why.
         reason: Reason,
     },
+    /// An inbound connection from a peer outside the roster was denied.
+    ConnectionDenied {
+        /// The peer (authenticated by the transport handshake).
+        peer: PeerId,
+    },
     /// The node finished its rounds.
     Finished {
         /// Rounds completed.

@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod adversary;
 mod codec;
 mod config;
 mod event;
@@ -39,6 +40,7 @@ mod trainer;
 mod validate;
 mod wire;
 
+pub use adversary::Attack;
 pub use config::{ConfigError, NodeConfig, NodeConfigBuilder};
 pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, request_response};
 use rampart_gar::{GarError, Rule};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::adversary::{self, Attack, Plan};
 use crate::config::{ConfigError, NodeConfig};
 use crate::event::{Event, RoundTimings, Status};
 use crate::round::{aggregate_inputs, effective_rule, quorum};
@@ -245,6 +246,10 @@ struct Actor {
     loss: Option<f32>,
     rejected_at_round_start: u64,
     pulls: HashMap<request_response::OutboundRequestId, (u64, PeerId)>,
+    /// Testnet behaviour per round (empty: honest).
+    script: Vec<Attack>,
+    /// The last payload this node sent honestly (for the replay attack).
+    last_honest: Option<SignedPayload>,
 }
 
 impl Actor {
@@ -302,6 +307,8 @@ impl Actor {
             loss: None,
             rejected_at_round_start: 0,
             pulls: HashMap::new(),
+            script: cfg.script,
+            last_honest: None,
         })
     }
 
@@ -410,6 +417,14 @@ impl Actor {
             } => {
                 self.connected.remove(&peer_id);
             }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { .. },
+                peer_id: Some(peer),
+                ..
+            } => {
+                debug!(%peer, "connection denied");
+                self.emit(Event::ConnectionDenied { peer });
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -482,7 +497,25 @@ impl Actor {
         };
         // Record our own header so a conflicting one is an equivocation.
         let _ = self.validator.header(&payload.header);
-        self.broadcast(&payload);
+        let attack = match self.script.len() {
+            0 => Attack::Honest,
+            len => self.script[(self.round % len as u64) as usize],
+        };
+        let plan = match adversary::forge(
+            attack,
+            &self.keypair,
+            self.job,
+            &payload,
+            &grad,
+            self.last_honest.as_ref(),
+        ) {
+            Ok(plan) => plan,
+            Err(e) => return self.fail(e.to_string()),
+        };
+        self.send(plan);
+        if attack == Attack::Honest {
+            self.last_honest = Some(payload.clone());
+        }
         self.inputs.entry(self.round).or_default().insert(
             self.local,
             Input {
@@ -495,36 +528,32 @@ impl Actor {
         self.check_complete(false);
     }
 
-    /// Gossips the header and pushes the payload to every roster peer.
-    fn broadcast(&mut self, payload: &SignedPayload) {
-        match Message::Header(payload.header.clone()).encode() {
-            Ok(bytes) => {
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(self.topic.clone(), bytes)
-                {
-                    debug!(error = %e, "header not gossiped");
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot encode header"),
+    /// Gossips the header and pushes the payload to every roster peer (the
+    /// plan's push for the parity of the peer's roster position).
+    fn send(&mut self, plan: Plan) {
+        if let Some(bytes) = plan.gossip
+            && let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), bytes)
+        {
+            debug!(error = %e, "header not gossiped");
         }
-        let frame = match Message::Push(payload.clone()).encode() {
-            Ok(f) => f,
-            Err(e) => return warn!(error = %e, "cannot encode push"),
-        };
-        let targets: Vec<PeerId> = self
+        let targets: Vec<(usize, PeerId)> = self
             .roster
             .iter()
-            .filter(|p| **p != self.local && !self.validator.is_excluded(p))
-            .copied()
+            .enumerate()
+            .filter(|(_, p)| **p != self.local && !self.validator.is_excluded(p))
+            .map(|(i, p)| (i, *p))
             .collect();
-        for peer in targets {
-            self.swarm
-                .behaviour_mut()
-                .rr
-                .send_request(&peer, frame.clone());
+        for (i, peer) in targets {
+            if let Some(frame) = &plan.push[i % 2] {
+                self.swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_request(&peer, frame.clone());
+            }
         }
     }
 
