@@ -5,7 +5,7 @@
 //! work goes tile by tile ([`TILE`] coordinates, small enough that the tiles
 //! of all n rows stay in L2), so each input is read from memory once. One row
 //! is compared with four others at a time, in 16 independent lanes; `f32`
-//! lanes are flushed into `f64` every [`FLUSH`] coordinates.
+//! lanes are widened into `f64` lanes every [`FLUSH`] coordinates.
 //!
 //! The summation order is a function of `d` alone — not of the number of
 //! threads, nor of the instruction set the kernel was compiled for — so every
@@ -23,7 +23,7 @@ const TILE: usize = 2048;
 /// Independent accumulation lanes.
 const LANES: usize = 16;
 /// Coordinates accumulated in `T` before the lane sums go into `f64`.
-const FLUSH: usize = 256;
+const FLUSH: usize = 512;
 
 /// Symmetric n×n matrix of squared distances with a zero diagonal.
 #[derive(Clone, Debug)]
@@ -136,28 +136,33 @@ fn super_block_generic<T: Float>(rows: &[&[T]], lo: usize, hi: usize, acc: &mut 
                     &rows[j + 2][t0..t1],
                     &rows[j + 3][t0..t1],
                 ];
-                let s = dist4(xi, xs);
+                let s = dist_k(xi, xs);
                 for (q, v) in s.iter().enumerate() {
                     acc[pair_index(n, i, j + q)] += v;
                 }
                 j += 4;
             }
-            while j < n {
-                acc[pair_index(n, i, j)] += dist1(xi, &rows[j][t0..t1]);
-                j += 1;
+            let rest: &mut [f64] = &mut [0.0; 3][..n - j];
+            match n - j {
+                3 => rest.copy_from_slice(&dist_k(
+                    xi,
+                    [&rows[j][t0..t1], &rows[j + 1][t0..t1], &rows[j + 2][t0..t1]],
+                )),
+                2 => rest.copy_from_slice(&dist_k(xi, [&rows[j][t0..t1], &rows[j + 1][t0..t1]])),
+                1 => rest.copy_from_slice(&dist_k(xi, [&rows[j][t0..t1]])),
+                _ => {}
+            }
+            for (q, v) in rest.iter().enumerate() {
+                acc[pair_index(n, i, j + q)] += v;
             }
         }
         t0 = t1;
     }
 }
 
-/// Sum of 16 lanes in a fixed pairwise order.
+/// Sum of the `f64` lanes in a fixed pairwise order.
 #[inline(always)]
-fn lanes_to_f64<T: Float>(a: &[T; LANES]) -> f64 {
-    let mut w = [0.0f64; LANES];
-    for l in 0..LANES {
-        w[l] = a[l].to_f64();
-    }
+fn reduce_lanes(mut w: [f64; LANES]) -> f64 {
     let mut width = LANES / 2;
     while width > 0 {
         for l in 0..width {
@@ -168,14 +173,19 @@ fn lanes_to_f64<T: Float>(a: &[T; LANES]) -> f64 {
     w[0]
 }
 
+/// Squared distances from `xi` to each of `xs` over one tile.
+///
+/// Lane l of accumulator q collects coordinates ≡ l (mod 16); the `T` lanes
+/// are widened into `f64` lanes every [`FLUSH`] coordinates, and the `f64`
+/// lanes are summed pairwise at the end of the tile.
 #[inline(always)]
-fn dist4<T: Float>(xi: &[T], xs: [&[T]; 4]) -> [f64; 4] {
+fn dist_k<T: Float, const K: usize>(xi: &[T], xs: [&[T]; K]) -> [f64; K] {
     let len = xi.len();
-    let mut out = [0.0f64; 4];
+    let mut tot = [[0.0f64; LANES]; K];
     let mut c0 = 0;
     while c0 < len {
         let c1 = (c0 + FLUSH).min(len);
-        let mut a = [[T::ZERO; LANES]; 4];
+        let mut a = [[T::ZERO; LANES]; K];
         let full = c0 + (c1 - c0) / LANES * LANES;
         let mut c = c0;
         while c < full {
@@ -190,41 +200,19 @@ fn dist4<T: Float>(xi: &[T], xs: [&[T]; 4]) -> [f64; 4] {
         }
         for cc in full..c1 {
             for (q, y) in xs.iter().enumerate() {
-                let l = cc - full;
-                a[q][l] = T::sq_acc(a[q][l], xi[cc] - y[cc]);
+                a[q][cc - full] = T::sq_acc(a[q][cc - full], xi[cc] - y[cc]);
             }
         }
-        for q in 0..4 {
-            out[q] += lanes_to_f64(&a[q]);
+        for q in 0..K {
+            for l in 0..LANES {
+                tot[q][l] += a[q][l].to_f64();
+            }
         }
         c0 = c1;
     }
-    out
-}
-
-#[inline(always)]
-fn dist1<T: Float>(xi: &[T], y: &[T]) -> f64 {
-    let len = xi.len();
-    let mut out = 0.0f64;
-    let mut c0 = 0;
-    while c0 < len {
-        let c1 = (c0 + FLUSH).min(len);
-        let mut a = [T::ZERO; LANES];
-        let full = c0 + (c1 - c0) / LANES * LANES;
-        let mut c = c0;
-        while c < full {
-            let x = &xi[c..c + LANES];
-            let y = &y[c..c + LANES];
-            for l in 0..LANES {
-                a[l] = T::sq_acc(a[l], x[l] - y[l]);
-            }
-            c += LANES;
-        }
-        for cc in full..c1 {
-            a[cc - full] = T::sq_acc(a[cc - full], xi[cc] - y[cc]);
-        }
-        out += lanes_to_f64(&a);
-        c0 = c1;
+    let mut out = [0.0f64; K];
+    for q in 0..K {
+        out[q] = reduce_lanes(tot[q]);
     }
     out
 }
