@@ -66,6 +66,35 @@ impl<T: Trainer + ?Sized> Trainer for Box<T> {
     }
 }
 
+/// A `rampart-learn` learner drives a node directly: the gradient is
+/// [`Learner::next_gradient`](rampart_learn::Learner::next_gradient) (momentum
+/// and weight decay included) and the update is applied with the learner's
+/// own schedule.
+impl Trainer for rampart_learn::Learner {
+    fn dim(&self) -> usize {
+        rampart_learn::Learner::dim(self)
+    }
+
+    fn gradient(&mut self, _round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
+        let g = self.next_gradient().map_err(TrainerError::new)?;
+        Ok((self.last_loss(), g))
+    }
+
+    fn apply(&mut self, update: &[f32], _round: u64) -> Result<(), TrainerError> {
+        self.apply_scheduled(update)
+            .map(drop)
+            .map_err(TrainerError::new)
+    }
+
+    fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
+        rampart_learn::Learner::parameters(self).map_err(TrainerError::new)
+    }
+
+    fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
+        rampart_learn::Learner::set_parameters(self, params).map_err(TrainerError::new)
+    }
+}
+
 /// A small deterministic trainer for protocol tests: linear regression in
 /// plain Rust, with a seeded generator (SplitMix64) for the data.
 ///
