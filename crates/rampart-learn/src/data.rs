@@ -833,6 +833,42 @@ mod tests {
         assert!(matches!(e, DataError::Io { .. }), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Arbitrary bytes (often with a valid magic) never panic.
+        #[test]
+        fn idx_parsers_never_panic(
+            magic in proptest::prop_oneof![
+                proptest::prelude::Just(IDX_IMAGES_MAGIC),
+                proptest::prelude::Just(IDX_LABELS_MAGIC),
+                proptest::prelude::any::<u32>(),
+            ],
+            dims in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..4),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut b = magic.to_be_bytes().to_vec();
+            for d in dims {
+                b.extend(d.to_be_bytes());
+            }
+            b.extend(body);
+            let _ = parse_idx_images(Path::new("p"), &b, [2, 2]);
+            let _ = parse_idx_labels(Path::new("p"), &b);
+        }
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        std::fs::write(dir.path().join("f.gz"), enc.finish().unwrap()).unwrap();
+        let e = read_maybe_gz(&dir.path().join("f"), 1000).unwrap_err();
+        assert!(matches!(e, DataError::TooLarge { limit: 1000, .. }), "{e}");
+        let (_, bytes) = read_maybe_gz(&dir.path().join("f"), 1 << 20).unwrap();
+        assert_eq!(bytes.len(), 1 << 20);
+    }
+
     #[test]
     fn idx_parsers_accept_well_formed_files() {
         let img = idx_images(2, 28, 28, IDX_IMAGES_MAGIC);

@@ -34,9 +34,9 @@
 //! Malformed files give a [`DataError`], never a panic, and headers are
 //! checked against the file length before anything is allocated.
 //! [`Partition`] splits the training set across nodes (IID or
-//! Dirichlet(α) label skew). With the `download` feature,
-//! [`download`](crate::download()) fetches MNIST / Fashion-MNIST over HTTP and
-//! verifies them.
+//! Dirichlet(α) label skew). With the `download` feature, `download`
+//! fetches MNIST / Fashion-MNIST over plain HTTP (configurable base URL) and
+//! verifies them before writing.
 //!
 //! **Checkpoints** are safetensors files written via temp file + fsync +
 //! rename and refused with a [`CheckpointError`] when corrupt or written

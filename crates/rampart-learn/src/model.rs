@@ -129,8 +129,20 @@ impl ModelKind {
                 Network::custom(seed, sample_shape, move |vb| {
                     let cfg = candle_nn::Conv2dConfig::default();
                     Ok(Cnn {
-                        conv1: candle_nn::conv2d(channels, 16, 5, cfg, vb.pp("conv1"))?,
-                        conv2: candle_nn::conv2d(16, 32, 5, cfg, vb.pp("conv2"))?,
+                        conv1: Im2colConv::new(&candle_nn::conv2d(
+                            channels,
+                            16,
+                            5,
+                            cfg,
+                            vb.pp("conv1"),
+                        )?)?,
+                        conv2: Im2colConv::new(&candle_nn::conv2d(
+                            16,
+                            32,
+                            5,
+                            cfg,
+                            vb.pp("conv2"),
+                        )?)?,
                         fc: candle_nn::linear(32 * h2 * w2, classes, vb.pp("fc"))?,
                     })
                 })
@@ -160,8 +172,8 @@ impl Model for Mlp {
 
 /// Two conv layers and a linear classifier.
 struct Cnn {
-    conv1: Conv2d,
-    conv2: Conv2d,
+    conv1: Im2colConv,
+    conv2: Im2colConv,
     fc: Linear,
 }
 
@@ -170,6 +182,51 @@ impl Model for Cnn {
         let x = self.conv1.forward(xs)?.relu()?.max_pool2d(2)?;
         let x = self.conv2.forward(&x)?.relu()?.max_pool2d(2)?;
         self.fc.forward(&x.flatten_from(1)?)
+    }
+}
+
+/// A square "valid" convolution (stride 1, no padding) computed as
+/// im2col + matrix product. Same variables and results as
+/// `candle_nn::Conv2d`, but its backward pass is matrix products too:
+/// candle's CPU `conv2d` backward goes through a direct
+/// `conv_transpose2d` kernel that made the CNN ~10× slower per step.
+struct Im2colConv {
+    /// `[out, in, k, k]`, as `candle_nn::conv2d` creates it.
+    weight: Tensor,
+    /// `[out]`.
+    bias: Tensor,
+}
+
+impl Im2colConv {
+    fn new(conv: &Conv2d) -> candle_core::Result<Self> {
+        let bias = conv
+            .bias()
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("conv layer without bias".into()))?;
+        Ok(Self {
+            weight: conv.weight().clone(),
+            bias,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let (o, _, k, _) = self.weight.dims4()?;
+        let (oh, ow) = (h + 1 - k, w + 1 - k);
+        // Patches [b, c, k*k, oh*ow], ordered like the weight's (c, ki, kj).
+        let mut cols = Vec::with_capacity(k * k);
+        for i in 0..k {
+            let rows = x.narrow(2, i, oh)?;
+            for j in 0..k {
+                cols.push(rows.narrow(3, j, ow)?);
+            }
+        }
+        let patches = Tensor::stack(&cols, 2)?.reshape((b, c * k * k, oh * ow))?;
+        let kernel = self.weight.reshape((o, c * k * k))?;
+        kernel
+            .broadcast_matmul(&patches)?
+            .broadcast_add(&self.bias.reshape((1, o, 1))?)?
+            .reshape((b, o, oh, ow))
     }
 }
 
@@ -552,6 +609,32 @@ mod tests {
             }
             off += n;
         }
+    }
+
+    #[test]
+    fn im2col_conv_matches_candle_conv2d() {
+        let (xs, _) = batch(4, &[3, 12, 10], 1);
+        let mut rng = Rng::seed_from_u64(2);
+        let w: Vec<f32> = (0..6 * 3 * 25).map(|_| rng.normal() as f32).collect();
+        let b: Vec<f32> = (0..6).map(|_| rng.normal() as f32).collect();
+        let w = Tensor::from_vec(w, (6, 3, 5, 5), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(b, 6, &Device::Cpu).unwrap();
+        let reference = Conv2d::new(w.clone(), Some(b.clone()), Default::default());
+        let ours = Im2colConv { weight: w, bias: b };
+        let want = reference.forward(&xs).unwrap();
+        let got = ours.forward(&xs).unwrap();
+        assert_eq!(got.dims(), &[4, 6, 8, 6]);
+        let diff = (want - got)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
     }
 
     #[test]

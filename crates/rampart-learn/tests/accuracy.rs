@@ -91,3 +91,35 @@ fn mlp_on_synthetic_reaches_90_percent() {
     assert!(mlp[5] >= 0.90, "{mlp:?}");
     assert!(logreg[5] < mlp[5] - 0.10, "{logreg:?} vs {mlp:?}");
 }
+
+/// The CNN learns too: batch 32, momentum 0.9, lr 0.03, 200 steps on
+/// MNIST: at least 90% test accuracy (evaluated on the first 2,000 test
+/// images to keep the test short).
+#[test]
+fn cnn_on_mnist_learns() {
+    let dir = Path::new(MNIST_DIR);
+    if !dir.is_dir() {
+        println!("skipping: {} not present", dir.display());
+        return;
+    }
+    let t0 = Instant::now();
+    let split = DatasetKind::Mnist.load(dir).unwrap();
+    let net = ModelKind::Cnn.build(&[1, 28, 28], 10, 3).unwrap();
+    let config = LearnerConfig::builder()
+        .batch_size(32)
+        .momentum(0.9)
+        .schedule(Schedule::Constant { lr: 0.03 })
+        .build()
+        .unwrap();
+    let mut learner = Learner::new(net, config, split.train, 3).unwrap();
+    train(&mut learner, 200);
+    let test = split.test.subset(&(0..2000).collect::<Vec<_>>()).unwrap();
+    let eval = learner.evaluate(&test).unwrap();
+    println!(
+        "MNIST CNN, 200 steps: accuracy {:.4}, loss {:.4}, total {:.1?}",
+        eval.accuracy,
+        eval.loss,
+        t0.elapsed()
+    );
+    assert!(eval.accuracy >= 0.90, "{eval:?}");
+}

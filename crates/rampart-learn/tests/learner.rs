@@ -268,3 +268,15 @@ fn checkpoint_resume_continues_the_same_trajectory() {
     ));
     assert_eq!(b.parameters().unwrap(), before);
 }
+
+#[test]
+fn learner_can_move_to_a_training_thread() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Learner>();
+    let mut l = learner(LearnerConfig::default(), 0);
+    let handle = std::thread::spawn(move || {
+        run(&mut l, 2);
+        l
+    });
+    assert_eq!(handle.join().unwrap().step(), 2);
+}
