@@ -240,6 +240,7 @@ pub(crate) struct IdxSet {
 }
 
 impl IdxSet {
+    #[cfg(feature = "download")]
     pub(crate) fn files(&self) -> [&IdxFile; 4] {
         [
             &self.train_images,
