@@ -1,5 +1,6 @@
 //! Node configuration: a builder whose `build()` checks every invariant.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -11,6 +12,9 @@ use crate::adversary::Attack;
 use crate::trainer::Trainer;
 use crate::validate::NonFinitePolicy;
 use crate::wire::{ENVELOPE_LIMIT, JobId};
+
+/// File name of the checkpoint inside the checkpoint directory.
+pub const CHECKPOINT_FILE: &str = "rampart-node.ckpt";
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,7 @@ pub struct NodeConfig {
     pub(crate) dim: usize,
     pub(crate) trainer: Box<dyn Trainer>,
     pub(crate) script: Vec<Attack>,
+    pub(crate) checkpoint: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -138,6 +143,7 @@ pub struct NodeConfigBuilder {
     job_tag: Vec<u8>,
     trainer: Option<Box<dyn Trainer>>,
     script: Vec<Attack>,
+    checkpoint_dir: Option<PathBuf>,
 }
 
 impl Default for NodeConfigBuilder {
@@ -161,6 +167,7 @@ impl Default for NodeConfigBuilder {
             job_tag: Vec::new(),
             trainer: None,
             script: Vec::new(),
+            checkpoint_dir: None,
         }
     }
 }
@@ -246,6 +253,14 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Directory of this node's checkpoint: written after every round
+    /// (atomically, by the trainer), and resumed from at start when present;
+    /// a resumed node then catches up from its peers' models.
+    pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
     /// Testnets only: makes this node Byzantine. In round r it follows
     /// `script[r % script.len()]` instead of the protocol (empty: honest).
     pub fn adversary(mut self, script: impl IntoIterator<Item = Attack>) -> Self {
@@ -316,6 +331,7 @@ impl NodeConfigBuilder {
             dim,
             trainer,
             script: self.script,
+            checkpoint: self.checkpoint_dir.map(|d| d.join(CHECKPOINT_FILE)),
         })
     }
 }

@@ -74,6 +74,18 @@ pub enum Event {
         /// The peer (authenticated by the transport handshake).
         peer: PeerId,
     },
+    /// The node resumed from its checkpoint.
+    Resumed {
+        /// Rounds done according to the checkpoint.
+        round: u64,
+    },
+    /// A resumed node took the coordinate-wise median of its peers' models.
+    CaughtUp {
+        /// The round it joins.
+        round: u64,
+        /// Peer models the median was taken over.
+        answers: usize,
+    },
     /// The node finished its rounds.
     Finished {
         /// Rounds completed.

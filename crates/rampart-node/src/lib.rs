@@ -28,6 +28,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod adversary;
+mod checkpoint;
 mod codec;
 mod config;
 mod event;
@@ -41,7 +42,7 @@ mod validate;
 mod wire;
 
 pub use adversary::Attack;
-pub use config::{ConfigError, NodeConfig, NodeConfigBuilder};
+pub use config::{CHECKPOINT_FILE, ConfigError, NodeConfig, NodeConfigBuilder};
 pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]
 pub use harness::{HarnessError, TestNet, wait_for};
@@ -55,5 +56,5 @@ pub use validate::{Counters, NonFinitePolicy, Reason, Verdict};
 pub use wire::{
     ENVELOPE_LIMIT, Encoding, EquivocationProof, Header, JobId, Message, PayloadKind, PullRequest,
     SignError, Signature, SignedHeader, SignedPayload, WIRE_VERSION, WireError, ed25519_public,
-    f32_from_le, f32_to_le, payload_hash,
+    ed25519_public_of, f32_from_le, f32_to_le, payload_hash,
 };

@@ -6,14 +6,15 @@
 //! aggregation run on the trainer thread, which answers each job over a
 //! `oneshot` (so no cycle of bounded channels exists).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, request_response};
-use rampart_gar::{GarError, Rule};
+use rampart_gar::{Aggregate, GarError, Rule};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -144,7 +145,8 @@ impl NodeHandle {
 }
 
 type GradientResult = Result<(Option<f32>, Vec<f32>), TrainerError>;
-type ApplyResult = Result<(), NodeError>;
+type ApplyResult = Result<Vec<f32>, NodeError>;
+type RestoreResult = Result<Option<u64>, NodeError>;
 
 enum Job {
     Gradient {
@@ -156,7 +158,19 @@ enum Job {
         rule: Rule,
         n: usize,
         inputs: BTreeMap<PeerId, Vec<f32>>,
+        /// Where to checkpoint after applying, and the job it belongs to.
+        checkpoint: Option<(PathBuf, JobId)>,
         reply: oneshot::Sender<ApplyResult>,
+    },
+    Restore {
+        path: PathBuf,
+        job: JobId,
+        reply: oneshot::Sender<RestoreResult>,
+    },
+    /// Replace the parameters by the coordinate-wise median of `models`.
+    SetMedian {
+        models: Vec<Vec<f32>>,
+        reply: oneshot::Sender<Result<(), NodeError>>,
     },
     Parameters {
         reply: oneshot::Sender<Result<Vec<f32>, NodeError>>,
@@ -174,11 +188,37 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
                 rule,
                 n,
                 inputs,
+                checkpoint,
                 reply,
             } => {
                 let r = aggregate_inputs(&rule, n, &inputs)
                     .map_err(NodeError::from)
-                    .and_then(|u| trainer.apply(&u, round).map_err(NodeError::from));
+                    .and_then(|u| trainer.apply(&u, round).map_err(NodeError::from))
+                    .and_then(|()| match &checkpoint {
+                        Some((path, job)) => trainer
+                            .save_checkpoint(path, round + 1, job)
+                            .map_err(NodeError::from),
+                        None => Ok(()),
+                    })
+                    .and_then(|()| trainer.parameters().map_err(NodeError::from));
+                let _ = reply.send(r);
+            }
+            Job::Restore { path, job, reply } => {
+                let r = if path.exists() {
+                    trainer
+                        .load_checkpoint(&path, &job)
+                        .map(Some)
+                        .map_err(NodeError::from)
+                } else {
+                    Ok(None)
+                };
+                let _ = reply.send(r);
+            }
+            Job::SetMedian { models, reply } => {
+                let rows: Vec<&[f32]> = models.iter().map(Vec::as_slice).collect();
+                let r = Aggregate::<f32>::aggregate(&Rule::Median, &rows)
+                    .map_err(NodeError::from)
+                    .and_then(|a| trainer.set_parameters(&a.output).map_err(NodeError::from));
                 let _ = reply.send(r);
             }
             Job::Parameters { reply } => {
@@ -197,8 +237,14 @@ struct Input {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// The trainer loads the checkpoint.
+    Restoring,
     /// Waiting to be connected to the roster.
     Connecting,
+    /// A resumed node asks its peers for their models.
+    CatchingUp,
+    /// The trainer takes the median of the peers' models.
+    Resyncing,
     /// The trainer computes this round's gradient.
     Computing,
     /// Waiting for the other inputs.
@@ -250,6 +296,23 @@ struct Actor {
     script: Vec<Attack>,
     /// The last payload this node sent honestly (for the replay attack).
     last_honest: Option<SignedPayload>,
+    checkpoint: Option<PathBuf>,
+    pending_restore: Option<oneshot::Receiver<RestoreResult>>,
+    pending_set: Option<oneshot::Receiver<Result<(), NodeError>>>,
+    /// Whether the node resumed from a checkpoint (and must catch up).
+    resumed: bool,
+    /// Rounds done and the parameters after them (answers state requests).
+    latest: Option<(u64, Vec<f32>)>,
+    /// State requests in flight and the answers received: sender → (rounds
+    /// done, parameters).
+    state_requests: HashSet<request_response::OutboundRequestId>,
+    answers: BTreeMap<PeerId, (u64, Vec<f32>)>,
+    catch_up_round: u64,
+    /// Whether the catch-up interrupted a round being collected.
+    catch_up_resume: bool,
+    /// Pulls by (round, sender) for inputs never announced.
+    blind_pulls: HashMap<(u64, PeerId), usize>,
+    f: usize,
 }
 
 impl Actor {
@@ -275,6 +338,7 @@ impl Actor {
             .spawn(move || trainer_loop(trainer, job_rx))
             .map_err(NodeError::Thread)?;
         let now = Instant::now();
+        let f = cfg.rule.f().unwrap_or(0);
         Ok(Self {
             swarm,
             topic,
@@ -309,6 +373,17 @@ impl Actor {
             pulls: HashMap::new(),
             script: cfg.script,
             last_honest: None,
+            checkpoint: cfg.checkpoint,
+            pending_restore: None,
+            pending_set: None,
+            resumed: false,
+            latest: None,
+            state_requests: HashSet::new(),
+            answers: BTreeMap::new(),
+            catch_up_round: 0,
+            catch_up_resume: false,
+            blind_pulls: HashMap::new(),
+            f,
         })
     }
 
@@ -329,6 +404,23 @@ impl Actor {
         for peer in others {
             if let Err(e) = self.swarm.dial(peer) {
                 debug!(%peer, error = %e, "bootstrap dial failed");
+            }
+        }
+        if let Some(path) = self.checkpoint.clone() {
+            let (reply, rx) = oneshot::channel();
+            if self
+                .jobs
+                .try_send(Job::Restore {
+                    path,
+                    job: self.job,
+                    reply,
+                })
+                .is_err()
+            {
+                self.fail("the trainer thread is gone".into());
+            } else {
+                self.phase = Phase::Restoring;
+                self.pending_restore = Some(rx);
             }
         }
         let pull_period = (self.round_timeout / 5).max(Duration::from_millis(20));
@@ -353,6 +445,14 @@ impl Actor {
                 r = recv_opt(&mut self.pending_apply) => {
                     self.pending_apply = None;
                     self.on_applied(r);
+                }
+                r = recv_opt(&mut self.pending_restore) => {
+                    self.pending_restore = None;
+                    self.on_restored(r);
+                }
+                r = recv_opt(&mut self.pending_set) => {
+                    self.pending_set = None;
+                    self.on_resynced(r);
                 }
                 () = sleep_opt(deadline) => self.on_deadline(),
                 _ = pull_tick.tick() => self.pull_missing(),
@@ -448,8 +548,128 @@ impl Actor {
         self.emit(Event::Started {
             connected: self.connected.len(),
         });
-        info!(connected = self.connected.len(), "starting round 0");
-        self.start_round();
+        if self.resumed {
+            self.catch_up();
+        } else {
+            info!(connected = self.connected.len(), "starting round 0");
+            self.start_round();
+        }
+    }
+
+    fn on_restored(&mut self, r: Result<RestoreResult, oneshot::error::RecvError>) {
+        match r {
+            Ok(Ok(Some(round))) => {
+                info!(round, "resumed from checkpoint");
+                self.round = round;
+                self.validator.advance(round);
+                self.resumed = true;
+                self.emit(Event::Resumed { round });
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return self.fail(e.to_string()),
+            Err(_) => return self.fail("the trainer thread stopped".into()),
+        }
+        self.phase = Phase::Connecting;
+        if self.round >= self.rounds {
+            self.phase = Phase::Finished;
+            self.emit(Event::Finished { rounds: self.round });
+        } else if self.connected.len() + 1 >= self.roster.len() {
+            self.start();
+        }
+    }
+
+    /// Asks every connected peer for its model.
+    fn catch_up(&mut self) {
+        self.phase = Phase::CatchingUp;
+        self.answers.clear();
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        if let Ok(bytes) = Message::StateRequest.encode() {
+            for peer in peers {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_request(&peer, bytes.clone());
+                self.state_requests.insert(id);
+            }
+        }
+        self.deadline = Some(Instant::now() + self.round_timeout);
+        if self.state_requests.is_empty() {
+            self.finish_catch_up();
+        }
+    }
+
+    /// Joins the most advanced round that at least 2f + 1 peers (or all
+    /// who answered, if fewer) report, with the coordinate-wise median of
+    /// their models.
+    fn finish_catch_up(&mut self) {
+        self.state_requests.clear();
+        self.deadline = None;
+        let need = (2 * self.f + 1).min(self.answers.len()).max(1);
+        let mut by_round: BTreeMap<u64, Vec<Vec<f32>>> = BTreeMap::new();
+        for (round, params) in std::mem::take(&mut self.answers).into_values() {
+            by_round.entry(round).or_default().push(params);
+        }
+        let best = by_round
+            .into_iter()
+            .rev()
+            .find(|(_, models)| models.len() >= need);
+        match best {
+            Some((round, models)) if round > self.round => {
+                self.catch_up_resume = false;
+                let (reply, rx) = oneshot::channel();
+                self.catch_up_round = round;
+                let answers = models.len();
+                if self
+                    .jobs
+                    .try_send(Job::SetMedian { models, reply })
+                    .is_err()
+                {
+                    return self.fail("the trainer thread is gone".into());
+                }
+                self.phase = Phase::Resyncing;
+                self.pending_set = Some(rx);
+                self.emit(Event::CaughtUp { round, answers });
+            }
+            _ if self.catch_up_resume => {
+                // Nobody is ahead: keep collecting this round (its input is
+                // already signed and sent, so it is not recomputed).
+                self.catch_up_resume = false;
+                self.phase = Phase::Collecting;
+                self.deadline = Some(Instant::now() + self.round_timeout);
+                self.check_complete(false);
+            }
+            _ => self.start_round(),
+        }
+    }
+
+    fn on_resynced(&mut self, r: Result<Result<(), NodeError>, oneshot::error::RecvError>) {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return self.fail(e.to_string()),
+            Err(_) => return self.fail("the trainer thread stopped".into()),
+        }
+        self.round = self.catch_up_round;
+        self.validator.advance(self.round);
+        self.inputs.retain(|r, _| *r + 1 >= self.catch_up_round);
+        if self.round >= self.rounds {
+            self.phase = Phase::Finished;
+            self.emit(Event::Finished { rounds: self.round });
+        } else {
+            self.start_round();
+        }
+    }
+
+    fn state_answer(&self) -> Option<SignedPayload> {
+        let (round, params) = self.latest.as_ref()?;
+        SignedPayload::new_f32(
+            &self.keypair,
+            self.job,
+            *round,
+            PayloadKind::Parameters,
+            params,
+        )
+        .ok()
     }
 
     fn start_round(&mut self) {
@@ -658,7 +878,7 @@ impl Actor {
                         Message::Ack
                     }
                     Ok(Message::Pull(req)) => Message::Payload(self.lookup(&req)),
-                    Ok(Message::StateRequest) => Message::Payload(None),
+                    Ok(Message::StateRequest) => Message::Payload(self.state_answer()),
                     Ok(_) => {
                         self.refused(peer, Reason::UnexpectedMessage.into());
                         return;
@@ -678,13 +898,23 @@ impl Actor {
                 ..
             } => {
                 let pulled = self.pulls.remove(&request_id);
+                let state = self.state_requests.remove(&request_id);
                 match self.validator.decode(&response) {
                     Err(r) => {
                         self.refused(peer, r);
                     }
                     Ok(Message::Ack) => {}
                     Ok(Message::Payload(Some(p))) if pulled.is_some() => self.on_payload(peer, p),
-                    Ok(Message::Payload(None)) => {}
+                    Ok(Message::Payload(Some(p)))
+                        if state && p.header.header.kind == PayloadKind::Parameters =>
+                    {
+                        self.on_state(peer, p);
+                    }
+                    Ok(Message::Payload(None)) => {
+                        if state {
+                            self.check_catch_up();
+                        }
+                    }
                     Ok(_) => {
                         self.refused(peer, Reason::UnexpectedMessage.into());
                     }
@@ -697,6 +927,9 @@ impl Actor {
                 ..
             } => {
                 self.pulls.remove(&request_id);
+                if self.state_requests.remove(&request_id) {
+                    self.check_catch_up();
+                }
                 debug!(%peer, %error, "request failed");
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -706,12 +939,34 @@ impl Actor {
         }
     }
 
+    fn on_state(&mut self, from: PeerId, p: SignedPayload) {
+        match self.validator.payload(&p) {
+            Err(r) => {
+                self.refused(from, r);
+            }
+            Ok((_, values)) => {
+                if let Some(sender) = p.header.header.sender_peer() {
+                    self.answers.insert(sender, (p.header.header.round, values));
+                }
+            }
+        }
+        self.check_catch_up();
+    }
+
+    fn check_catch_up(&mut self) {
+        if self.phase == Phase::CatchingUp && self.state_requests.is_empty() {
+            self.finish_catch_up();
+        }
+    }
+
     fn lookup(&self, req: &PullRequest) -> Option<SignedPayload> {
         let m = self.inputs.get(&req.round)?;
         m.values()
             .find(|i| {
                 let h = &i.payload.header.header;
-                h.sender == req.sender && h.kind == req.kind && h.payload_hash == req.payload_hash
+                h.sender == req.sender
+                    && h.kind == req.kind
+                    && req.payload_hash.is_none_or(|x| x == h.payload_hash)
             })
             .map(|i| i.payload.clone())
     }
@@ -766,11 +1021,16 @@ impl Actor {
         if complete || (timed_out && enough) {
             self.aggregate();
         } else if timed_out {
+            // Without a quorum at the timeout this node is probably behind
+            // (the others closed this round and moved on): ask the peers
+            // where they are, and come back to this round if they are not
+            // ahead.
             warn!(
                 round = self.round,
-                have, "round timeout without a quorum; waiting"
+                have, "round timeout without a quorum; catching up"
             );
-            self.deadline = Some(Instant::now() + self.round_timeout);
+            self.catch_up_resume = true;
+            self.catch_up();
         }
     }
 
@@ -789,6 +1049,7 @@ impl Actor {
             rule: self.rule.clone(),
             n: self.roster.len(),
             inputs,
+            checkpoint: self.checkpoint.clone().map(|p| (p, self.job)),
             reply,
         };
         if self.jobs.try_send(job).is_err() {
@@ -800,7 +1061,7 @@ impl Actor {
 
     fn on_applied(&mut self, r: Result<ApplyResult, oneshot::error::RecvError>) {
         match r {
-            Ok(Ok(())) => {}
+            Ok(Ok(params)) => self.latest = Some((self.round + 1, params)),
             Ok(Err(e)) => return self.fail(e.to_string()),
             Err(_) => return self.fail("the trainer thread stopped".into()),
         }
@@ -854,6 +1115,7 @@ impl Actor {
                 }
             }
             Phase::Collecting => self.check_complete(true),
+            Phase::CatchingUp => self.finish_catch_up(),
             _ => {}
         }
     }
@@ -881,9 +1143,46 @@ impl Actor {
                 round: *r,
                 sender: h.header.sender,
                 kind: h.header.kind,
-                payload_hash: h.header.payload_hash,
+                payload_hash: Some(h.header.payload_hash),
             };
             requests.push((target, *r, *sender, req));
+        }
+        // Inputs never announced (the push and the gossip were missed, e.g.
+        // while this node was down): ask their senders, who keep their own
+        // payloads of the current and the previous round.
+        let elapsed = Instant::now().saturating_duration_since(self.gradient_at);
+        if elapsed >= self.round_timeout / 5 {
+            let have = self.inputs.get(&round);
+            let missing: Vec<PeerId> = self
+                .roster
+                .iter()
+                .filter(|p| {
+                    **p != self.local
+                        && self.connected.contains(p)
+                        && !self.validator.is_excluded(p)
+                        && !have.is_some_and(|m| m.contains_key(p))
+                        && !self.announced.contains_key(&(round, **p))
+                })
+                .copied()
+                .collect();
+            for peer in missing {
+                let tries = self.blind_pulls.entry((round, peer)).or_default();
+                if *tries >= 3 {
+                    continue;
+                }
+                *tries += 1;
+                let Some(sender) = crate::wire::ed25519_public_of(&peer) else {
+                    continue;
+                };
+                let req = PullRequest {
+                    round,
+                    sender,
+                    kind: PayloadKind::Gradient,
+                    payload_hash: None,
+                };
+                requests.push((peer, round, peer, req));
+            }
+            self.blind_pulls.retain(|(r, _), _| *r >= round);
         }
         for (target, r, sender, req) in requests {
             if let Ok(bytes) = Message::Pull(req).encode() {

@@ -6,6 +6,9 @@
 //! thread, so its methods may take as long as they need.
 
 use std::error::Error as StdError;
+use std::path::Path;
+
+use crate::wire::JobId;
 
 /// An error raised by a [`Trainer`] (boxed: trainers wrap their own errors).
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,30 @@ pub trait Trainer: Send + 'static {
 
     /// Replaces the flat parameters.
     fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError>;
+
+    /// Writes, atomically (temporary file, fsync, rename), everything needed
+    /// to resume after `rounds_done` rounds of job `job`. The default refuses:
+    /// a node with a checkpoint directory needs a trainer that overrides it.
+    fn save_checkpoint(
+        &self,
+        path: &Path,
+        rounds_done: u64,
+        job: &JobId,
+    ) -> Result<(), TrainerError> {
+        let _ = (path, rounds_done, job);
+        Err(TrainerError::new(
+            "this trainer does not support checkpoints",
+        ))
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save_checkpoint`] for the
+    /// same job; returns its `rounds_done`. On error the trainer is unchanged.
+    fn load_checkpoint(&mut self, path: &Path, job: &JobId) -> Result<u64, TrainerError> {
+        let _ = (path, job);
+        Err(TrainerError::new(
+            "this trainer does not support checkpoints",
+        ))
+    }
 }
 
 impl<T: Trainer + ?Sized> Trainer for Box<T> {
@@ -63,6 +90,17 @@ impl<T: Trainer + ?Sized> Trainer for Box<T> {
     }
     fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
         (**self).set_parameters(params)
+    }
+    fn save_checkpoint(
+        &self,
+        path: &Path,
+        rounds_done: u64,
+        job: &JobId,
+    ) -> Result<(), TrainerError> {
+        (**self).save_checkpoint(path, rounds_done, job)
+    }
+    fn load_checkpoint(&mut self, path: &Path, job: &JobId) -> Result<u64, TrainerError> {
+        (**self).load_checkpoint(path, job)
     }
 }
 
@@ -92,6 +130,22 @@ impl Trainer for rampart_learn::Learner {
 
     fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
         rampart_learn::Learner::set_parameters(self, params).map_err(TrainerError::new)
+    }
+
+    fn save_checkpoint(
+        &self,
+        path: &Path,
+        rounds_done: u64,
+        job: &JobId,
+    ) -> Result<(), TrainerError> {
+        let hash = self.config_hash(&job.0);
+        rampart_learn::Learner::save_checkpoint(self, path, rounds_done, &hash)
+            .map_err(TrainerError::new)
+    }
+
+    fn load_checkpoint(&mut self, path: &Path, job: &JobId) -> Result<u64, TrainerError> {
+        let hash = self.config_hash(&job.0);
+        rampart_learn::Learner::load_checkpoint(self, path, &hash).map_err(TrainerError::new)
     }
 }
 
@@ -230,6 +284,43 @@ impl Trainer for LinearRegression {
         self.weights.copy_from_slice(params);
         Ok(())
     }
+
+    fn save_checkpoint(
+        &self,
+        path: &Path,
+        rounds_done: u64,
+        job: &JobId,
+    ) -> Result<(), TrainerError> {
+        let mut bytes = b"rampart-linreg-v1".to_vec();
+        bytes.extend_from_slice(&job.0);
+        bytes.extend_from_slice(&rounds_done.to_le_bytes());
+        bytes.extend_from_slice(&crate::wire::f32_to_le(&self.weights));
+        let digest = crate::wire::payload_hash(&bytes);
+        bytes.extend_from_slice(&digest);
+        crate::checkpoint::write_atomic(path, &bytes).map_err(TrainerError::new)
+    }
+
+    fn load_checkpoint(&mut self, path: &Path, job: &JobId) -> Result<u64, TrainerError> {
+        let bytes = std::fs::read(path).map_err(TrainerError::new)?;
+        let head = 17 + 32 + 8;
+        let expected = head + self.weights.len() * 4 + 32;
+        if bytes.len() != expected || !bytes.starts_with(b"rampart-linreg-v1") {
+            return Err(TrainerError::new("corrupt or foreign checkpoint"));
+        }
+        let (body, digest) = bytes.split_at(expected - 32);
+        if crate::wire::payload_hash(body) != digest {
+            return Err(TrainerError::new("checkpoint digest mismatch"));
+        }
+        if body[17..49] != job.0 {
+            return Err(TrainerError::new("checkpoint of another job"));
+        }
+        let mut r = [0u8; 8];
+        r.copy_from_slice(&body[49..57]);
+        let weights = crate::wire::f32_from_le(&body[head..])
+            .ok_or_else(|| TrainerError::new("corrupt checkpoint"))?;
+        self.weights = weights;
+        Ok(u64::from_le_bytes(r))
+    }
 }
 
 #[cfg(test)]
@@ -254,5 +345,26 @@ mod tests {
         let mut c = LinearRegression::new(5, 7, 2, 64);
         assert_ne!(c.gradient(0).unwrap().1, a.gradient(0).unwrap().1);
         assert!(a.apply(&[0.0; 4], 0).is_err());
+    }
+
+    #[test]
+    fn linear_regression_checkpoints() {
+        let dir = std::env::temp_dir().join(format!("rampart-node-linreg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.ckpt");
+        let job = JobId([3; 32]);
+        let mut a = LinearRegression::new(4, 1, 0, 16);
+        let (_, g) = a.gradient(0).unwrap();
+        a.apply(&g, 0).unwrap();
+        a.save_checkpoint(&path, 1, &job).unwrap();
+        let mut b = LinearRegression::new(4, 1, 0, 16);
+        assert_eq!(b.load_checkpoint(&path, &job).unwrap(), 1);
+        assert_eq!(a.parameters().unwrap(), b.parameters().unwrap());
+        assert!(b.load_checkpoint(&path, &JobId([4; 32])).is_err());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[60] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(b.load_checkpoint(&path, &job).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

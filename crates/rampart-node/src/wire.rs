@@ -218,6 +218,16 @@ pub fn ed25519_public(keypair: &Keypair) -> Option<[u8; 32]> {
         .map(|k| k.public().to_bytes())
 }
 
+/// The Ed25519 public-key bytes a PeerId embeds (Ed25519 PeerIds carry
+/// their key inline), if it is one.
+pub fn ed25519_public_of(peer: &PeerId) -> Option<[u8; 32]> {
+    identity::PublicKey::try_decode_protobuf(peer.to_bytes().get(2..)?)
+        .ok()?
+        .try_into_ed25519()
+        .ok()
+        .map(|k| k.to_bytes())
+}
+
 /// An Ed25519 signature (64 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature(pub [u8; 64]);
@@ -352,8 +362,11 @@ pub struct PullRequest {
     pub sender: [u8; 32],
     /// What is asked for.
     pub kind: PayloadKind,
-    /// The announced hash (payloads are content-addressed).
-    pub payload_hash: [u8; 32],
+    /// The announced hash (payloads are content-addressed); `None` asks for
+    /// whatever signed payload the peer holds for (round, sender, kind) —
+    /// used when no header was seen, e.g. after a restart. The answer is
+    /// validated like any payload, so this needs no trust in the peer.
+    pub payload_hash: Option<[u8; 32]>,
 }
 
 /// Everything that travels between nodes.
@@ -519,9 +532,9 @@ mod tests {
                     round: 3,
                     sender: p.header.header.sender,
                     kind: PayloadKind::Gradient,
-                    payload_hash: [0; 32],
+                    payload_hash: Some([0; 32]),
                 }),
-                1 + 4 + 8 + 32 + 4 + 32,
+                1 + 4 + 8 + 32 + 4 + 1 + 32,
             ),
             (Message::StateRequest, 1 + 4),
             (Message::Ack, 1 + 4),

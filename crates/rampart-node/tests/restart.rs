@@ -1,0 +1,147 @@
+//! Property 7: a node killed mid-job restarts from its checkpoint, catches up
+//! from its peers' models and rejoins; the others keep going meanwhile.
+
+use std::time::Duration;
+
+use rampart_gar::Rule;
+use rampart_node::{
+    CHECKPOINT_FILE, Event, LinearRegression, NodeConfig, NodeHandle, TestNet, wait_for,
+};
+
+const DIM: usize = 9;
+
+fn trainer(i: usize) -> LinearRegression {
+    LinearRegression::new(DIM, 77, i as u64, 32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_resumes_from_checkpoint_and_rejoins() {
+    let n = 5;
+    let victim = 4;
+    let rounds = 25;
+    let kill_after = 5;
+    // f = 1: the others may close rounds with n - 1 inputs while it is down.
+    let rule = Rule::TrimmedMean { f: 1 };
+    let timeout = Duration::from_secs(30);
+    let base = std::env::temp_dir().join(format!("rampart-node-restart-{}", std::process::id()));
+    let dirs: Vec<std::path::PathBuf> = (0..n)
+        .map(|i| {
+            let d = base.join(i.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        })
+        .collect();
+    let configure = |i: usize, b: rampart_node::NodeConfigBuilder| {
+        b.rule(rule.clone())
+            .rounds(rounds)
+            .round_timeout(Duration::from_millis(400))
+            .job_tag("restart")
+            .checkpoint_dir(&dirs[i])
+            .trainer(trainer(i))
+    };
+    let mut net = TestNet::start(n, timeout, configure).await.unwrap();
+
+    wait_for(&mut net.events[victim], timeout, |ev| match ev {
+        Event::RoundCompleted { round, .. } if *round == kill_after => Some(()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    net.handles[victim].shutdown().await.unwrap();
+    assert!(dirs[victim].join(CHECKPOINT_FILE).exists());
+    // The others go on without it for a few rounds (each closes at the
+    // timeout with n - 1 inputs).
+    let ahead = kill_after + 4;
+    wait_for(&mut net.events[0], timeout, |ev| match ev {
+        Event::RoundCompleted { round, .. } if *round == ahead => Some(()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+
+    // Restart with a fresh model: everything comes from the checkpoint and
+    // the peers.
+    let config = configure(
+        victim,
+        NodeConfig::builder()
+            .keypair(TestNet::key(victim))
+            .roster(TestNet::roster(n))
+            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
+    )
+    .build()
+    .unwrap();
+    let (handle, mut rx) = NodeHandle::spawn(config).unwrap();
+    let roster = TestNet::roster(n);
+    for (j, addr) in net.addrs.iter().enumerate() {
+        if j != victim {
+            handle.dial(roster[j], addr.clone()).await.unwrap();
+        }
+    }
+    let mut resumed = None;
+    let mut caught_up = None;
+    let mut completed = Vec::new();
+    wait_for(&mut rx, timeout, |ev| match ev {
+        Event::Resumed { round } => {
+            resumed = Some(*round);
+            None
+        }
+        Event::CaughtUp { round, answers } => {
+            caught_up = Some((*round, *answers));
+            None
+        }
+        Event::RoundCompleted { round, .. } => {
+            completed.push(*round);
+            None
+        }
+        Event::Failed { error } => panic!("restarted node failed: {error}"),
+        Event::Finished { .. } => Some(()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    let resumed = resumed.expect("no Resumed event");
+    assert!(resumed > kill_after, "resumed at {resumed}");
+    // It skipped the rounds it missed, taking the median of its peers'
+    // models (n - 1 answers, at least 2f + 1).
+    let (joined, answers) = caught_up.expect("no CaughtUp event");
+    assert!(joined > ahead, "joined at {joined}");
+    assert!(answers >= 3, "{answers} answers");
+    assert_eq!(completed.first(), Some(&joined));
+    // It trained again after the restart, up to the last round.
+    assert!(!completed.is_empty());
+    assert_eq!(*completed.last().unwrap(), rounds - 1);
+    assert!(completed.windows(2).all(|w| w[1] == w[0] + 1));
+
+    for (i, rx) in net.events.iter_mut().enumerate() {
+        if i == victim {
+            continue;
+        }
+        let mut last = None;
+        wait_for(rx, timeout, |ev| match ev {
+            Event::RoundCompleted {
+                round, accepted, ..
+            } => {
+                last = Some((*round, *accepted));
+                None
+            }
+            Event::Failed { error } => panic!("node {i} failed: {error}"),
+            Event::Finished { .. } => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+        // The last round had the restarted node's input again.
+        assert_eq!(last, Some((rounds - 1, n)), "node {i}");
+    }
+    assert!(
+        handle
+            .parameters()
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.is_finite())
+    );
+    handle.shutdown().await.unwrap();
+    net.shutdown().await;
+    let _ = std::fs::remove_dir_all(&base);
+}
