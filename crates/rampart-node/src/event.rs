@@ -53,6 +53,10 @@ pub enum Event {
         /// Largest distance between honest models, when drift control
         /// measured it this round.
         honest_spread: Option<f64>,
+        /// Application bytes this node handed to libp2p during the round
+        /// (pushes, gossip, pulls and answers; without Noise/Yamux/TCP
+        /// overhead). The dissemination bound is (n − 1) · d · 4.
+        bytes_sent: u64,
     },
     /// A roster member was excluded for equivocating.
     PeerExcluded {

@@ -308,6 +308,9 @@ struct Actor {
     state_requests: HashSet<request_response::OutboundRequestId>,
     answers: BTreeMap<PeerId, (u64, Vec<f32>)>,
     catch_up_round: u64,
+    /// Application bytes handed to libp2p since the round started (frames
+    /// pushed, gossiped, requested and answered; no transport overhead).
+    bytes_sent: u64,
     /// Whether the catch-up interrupted a round being collected.
     catch_up_resume: bool,
     /// Pulls by (round, sender) for inputs never announced.
@@ -381,6 +384,7 @@ impl Actor {
             state_requests: HashSet::new(),
             answers: BTreeMap::new(),
             catch_up_round: 0,
+            bytes_sent: 0,
             catch_up_resume: false,
             blind_pulls: HashMap::new(),
             f,
@@ -677,6 +681,7 @@ impl Actor {
         self.deadline = None;
         self.round_started = Instant::now();
         self.rejected_at_round_start = self.validator.counters().rejected();
+        self.bytes_sent = 0;
         let (reply, rx) = oneshot::channel();
         let job = Job::Gradient {
             round: self.round,
@@ -751,6 +756,9 @@ impl Actor {
     /// Gossips the header and pushes the payload to every roster peer (the
     /// plan's push for the parity of the peer's roster position).
     fn send(&mut self, plan: Plan) {
+        if let Some(bytes) = &plan.gossip {
+            self.bytes_sent += bytes.len() as u64;
+        }
         if let Some(bytes) = plan.gossip
             && let Err(e) = self
                 .swarm
@@ -769,6 +777,7 @@ impl Actor {
             .collect();
         for (i, peer) in targets {
             if let Some(frame) = &plan.push[i % 2] {
+                self.bytes_sent += frame.len() as u64;
                 self.swarm
                     .behaviour_mut()
                     .rr
@@ -885,6 +894,7 @@ impl Actor {
                     }
                 };
                 if let Ok(bytes) = response.encode() {
+                    self.bytes_sent += bytes.len() as u64;
                     let _ = self.swarm.behaviour_mut().rr.send_response(channel, bytes);
                 }
             }
@@ -1083,6 +1093,7 @@ impl Actor {
                 total: now - self.round_started,
             },
             honest_spread: None,
+            bytes_sent: self.bytes_sent,
         });
         let done = self.round;
         self.round += 1;
@@ -1186,6 +1197,7 @@ impl Actor {
         }
         for (target, r, sender, req) in requests {
             if let Ok(bytes) = Message::Pull(req).encode() {
+                self.bytes_sent += bytes.len() as u64;
                 let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
                 self.pulls.insert(id, (r, sender));
             }
