@@ -14,7 +14,10 @@ use clap::{Parser, Subcommand};
 
 mod aggregate;
 mod json;
+mod keygen;
+mod node;
 mod npy;
+mod testnet;
 
 /// Rampart: Byzantine-robust peer-to-peer learning.
 #[derive(Parser, Debug)]
@@ -29,6 +32,15 @@ enum Command {
     /// Aggregate n vectors from a .npy or .json file with one robust rule and print the result
     /// as JSON.
     Aggregate(aggregate::AggregateArgs),
+    /// Create a new Ed25519 node key file (mode 0600) and print its PeerId.
+    Keygen(keygen::KeygenArgs),
+    /// Run one member of a training job (see `rampart node --help`).
+    Node(Box<node::NodeArgs>),
+    /// Local testnets: every node a real process on 127.0.0.1, with a report.
+    Testnet {
+        #[command(subcommand)]
+        command: testnet::TestnetCommand,
+    },
 }
 
 /// Exit status of every failure.
@@ -49,6 +61,9 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Aggregate(args) => aggregate::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Testnet { command } => testnet::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
