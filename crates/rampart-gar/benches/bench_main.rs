@@ -6,6 +6,8 @@
 //! cargo bench -p rampart-gar --bench bench_main -- --quick       # n=20, d=1e6 only
 //! cargo bench -p rampart-gar --bench bench_main -- --write-npy DIR   # also save inputs as .npy
 //! cargo bench -p rampart-gar --bench bench_main -- --quick --rule multi-bulyan
+//! cargo bench -p rampart-gar --bench bench_main -- --n 20 --d 100000   # one shape
+//! cargo bench -p rampart-gar --bench bench_main -- --n 20 --d 100000   # one shape
 //! ```
 //!
 //! Each case: one untimed warm-up, then repetitions until ~1 s or 15 runs
@@ -116,16 +118,28 @@ fn main() {
         .position(|a| a == "--write-npy")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
-    let shapes: Vec<(usize, usize)> = if quick {
+    let arg = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let mut shapes: Vec<(usize, usize)> = if quick {
         vec![(20, 4)]
     } else {
         vec![(10, 2), (20, 4), (50, 12)]
     };
-    let dims: Vec<usize> = if quick {
+    let mut dims: Vec<usize> = if quick {
         vec![1_000_000]
     } else {
         vec![100_000, 1_000_000, 10_000_000]
     };
+    if let Some(n) = arg("--n") {
+        shapes.retain(|&(m, _)| m == n);
+    }
+    if let Some(d) = arg("--d") {
+        dims = vec![d];
+    }
     // Bulyan-family f at the rule's limit n >= 4f + 3.
     let bulyan_f = |n: usize| (n - 3) / 4;
     println!(

@@ -35,6 +35,35 @@ pub(crate) enum CoordOp {
     ClosestToUpperMedian { beta: usize },
 }
 
+/// Asks the CPU to start loading `row[from..from + TILE]` into cache (a
+/// hint: no effect on results, nothing happens past the end of the row).
+#[inline(always)]
+fn prefetch_tile<T>(row: &[T], from: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let bytes = std::mem::size_of::<T>();
+        let end = (from + TILE).min(row.len());
+        let mut c = from;
+        while c < end {
+            // SAFETY: prefetching is a hint that never faults; the pointer is
+            // in bounds of `row` anyway.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(c).cast::<i8>())
+            };
+            c += 64 / bytes;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (row, from);
+    }
+}
+
+/// How many tiles ahead the fills prefetch.
+const PREFETCH_TILES: usize = 4;
+
 /// Produces the values a coordinate-wise phase works on.
 pub(crate) trait TileSource<T: Float>: Sync {
     /// Number of values per coordinate.
@@ -53,6 +82,9 @@ impl<T: Float> TileSource<T> for Rows<'_, T> {
     }
     #[inline(always)]
     fn fill(&self, c0: usize, len: usize, buf: &mut [T]) {
+        for row in self.0 {
+            prefetch_tile(row, c0 + PREFETCH_TILES * TILE);
+        }
         for (r, row) in self.0.iter().enumerate() {
             buf[r * TILE..r * TILE + len].copy_from_slice(&row[c0..c0 + len]);
         }
@@ -120,27 +152,20 @@ impl<T: Float> TileSource<T> for Averages<'_, T> {
     fn fill(&self, c0: usize, len: usize, buf: &mut [T]) {
         for (g, base, extra) in &self.plan {
             let (g, base) = (*g, *base);
-            if len == TILE {
-                for lb in (0..TILE).step_by(BLK) {
-                    let mut acc = [T::ZERO; BLK];
-                    if let Some(h) = base {
-                        acc.copy_from_slice(&buf[h * TILE + lb..h * TILE + lb + BLK]);
-                    }
-                    for &i in extra {
-                        let x = &self.rows[i][c0 + lb..c0 + lb + BLK];
-                        for l in 0..BLK {
-                            acc[l] = acc[l] + x[l];
-                        }
-                    }
-                    buf[g * TILE + lb..g * TILE + lb + BLK].copy_from_slice(&acc);
-                }
-            } else {
-                for l in 0..len {
-                    let mut acc = base.map_or(T::ZERO, |h| buf[h * TILE + l]);
-                    for &i in extra {
-                        acc = acc + self.rows[i][c0 + l];
-                    }
-                    buf[g * TILE + l] = acc;
+            // Members outer, coordinates inner: each member's tile slice is
+            // read as one contiguous run, and the sum row stays in L1.
+            match base {
+                Some(h) => buf.copy_within(h * TILE..h * TILE + len, g * TILE),
+                None => buf[g * TILE..g * TILE + len].fill(T::ZERO),
+            }
+            for &i in extra {
+                prefetch_tile(self.rows[i], c0 + PREFETCH_TILES * TILE);
+            }
+            let out = &mut buf[g * TILE..g * TILE + len];
+            for &i in extra {
+                let x = &self.rows[i][c0..c0 + len];
+                for (o, v) in out.iter_mut().zip(x) {
+                    *o = *o + *v;
                 }
             }
         }
@@ -337,16 +362,20 @@ fn reduce_sorted_tile<T: Float>(buf: &[T], rows: usize, out: &mut [T], op: Coord
             // answer is one past the last improving slide: earlier
             // non-improving slides can only come from runs of equal values,
             // which leave the chosen multiset unchanged.
+            // start = 1 + the last improving s, computed as the number of s
+            // with an improving slide at or after s (a suffix OR), so that
+            // every update is plain arithmetic (conditional stores compile to
+            // slow masked stores).
             let mut start = [0u32; TILE];
-            for s in 0..rows - beta {
+            let mut seen = [0u32; TILE];
+            for s in (0..rows - beta).rev() {
                 let left = row(buf, s);
                 let right = row(buf, s + beta);
                 for l in 0..TILE {
                     let dl = (left[l] - centre[l]).abs();
                     let dr = (right[l] - centre[l]).abs();
-                    if dr < dl {
-                        start[l] = s as u32 + 1;
-                    }
+                    seen[l] |= u32::from(dr < dl);
+                    start[l] += seen[l];
                 }
             }
             let cnt = T::from_usize(beta);

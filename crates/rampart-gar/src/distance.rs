@@ -4,7 +4,7 @@
 //! coordinates that rayon spreads over the threads; inside a super-block the
 //! work goes tile by tile ([`TILE`] coordinates, small enough that the tiles
 //! of all n rows stay in L2), so each input is read from memory once. One row
-//! is compared with four others at a time, in 16 independent lanes; `f32`
+//! is compared with three others at a time, in 16 independent lanes; `f32`
 //! lanes are widened into `f64` lanes every [`FLUSH`] coordinates.
 //!
 //! The summation order is a function of `d` alone — not of the number of
@@ -19,11 +19,11 @@ use crate::Float;
 /// Coordinates per parallel task.
 const SUPER_BLOCK: usize = 1 << 16;
 /// Coordinates per cache tile inside a task.
-const TILE: usize = 2048;
+pub(crate) const TILE: usize = 4096;
 /// Independent accumulation lanes.
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Coordinates accumulated in `T` before the lane sums go into `f64`.
-const FLUSH: usize = 512;
+pub(crate) const FLUSH: usize = 512;
 
 /// Symmetric n×n matrix of squared distances with a zero diagonal.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ impl DistanceMatrix {
 
 /// Index of pair (i, j), i < j, in the packed upper triangle.
 #[inline(always)]
-fn pair_index(n: usize, i: usize, j: usize) -> usize {
+pub(crate) fn pair_index(n: usize, i: usize, j: usize) -> usize {
     i * n - i * (i + 1) / 2 + (j - i - 1)
 }
 
@@ -103,11 +103,19 @@ fn super_block<T: Float>(rows: &[&[T]], lo: usize, hi: usize, acc: &mut [f64]) {
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            #[allow(unsafe_code)]
-            unsafe {
-                super_block_avx2(rows, lo, hi, acc)
-            };
+            if let Some(rows32) = T::as_f32_rows(rows) {
+                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    avx2::super_block_f32(rows32, lo, hi, acc)
+                };
+            } else {
+                // SAFETY: as above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    super_block_avx2(rows, lo, hi, acc)
+                };
+            }
             return;
         }
     }
@@ -128,32 +136,19 @@ fn super_block_generic<T: Float>(rows: &[&[T]], lo: usize, hi: usize, acc: &mut 
         let t1 = (t0 + TILE).min(hi);
         for i in 0..n {
             let xi = &rows[i][t0..t1];
+            // Three pairs at a time (6 accumulator registers with 16 lanes;
+            // four would spill). The last group of a row is padded with
+            // copies of its last row, whose results are dropped: one kernel,
+            // no slow remainder code.
             let mut j = i + 1;
-            while j + 4 <= n {
-                let xs = [
-                    &rows[j][t0..t1],
-                    &rows[j + 1][t0..t1],
-                    &rows[j + 2][t0..t1],
-                    &rows[j + 3][t0..t1],
-                ];
-                let s = dist_k(xi, xs);
-                for (q, v) in s.iter().enumerate() {
+            while j < n {
+                let j1 = (j + 1).min(n - 1);
+                let j2 = (j + 2).min(n - 1);
+                let s = dist_k(xi, [&rows[j][t0..t1], &rows[j1][t0..t1], &rows[j2][t0..t1]]);
+                for (q, v) in s.iter().enumerate().take(n - j) {
                     acc[pair_index(n, i, j + q)] += v;
                 }
-                j += 4;
-            }
-            let rest: &mut [f64] = &mut [0.0; 3][..n - j];
-            match n - j {
-                3 => rest.copy_from_slice(&dist_k(
-                    xi,
-                    [&rows[j][t0..t1], &rows[j + 1][t0..t1], &rows[j + 2][t0..t1]],
-                )),
-                2 => rest.copy_from_slice(&dist_k(xi, [&rows[j][t0..t1], &rows[j + 1][t0..t1]])),
-                1 => rest.copy_from_slice(&dist_k(xi, [&rows[j][t0..t1]])),
-                _ => {}
-            }
-            for (q, v) in rest.iter().enumerate() {
-                acc[pair_index(n, i, j + q)] += v;
+                j += 3;
             }
         }
         t0 = t1;
@@ -162,7 +157,7 @@ fn super_block_generic<T: Float>(rows: &[&[T]], lo: usize, hi: usize, acc: &mut 
 
 /// Sum of the `f64` lanes in a fixed pairwise order.
 #[inline(always)]
-fn reduce_lanes(mut w: [f64; LANES]) -> f64 {
+pub(crate) fn reduce_lanes(mut w: [f64; LANES]) -> f64 {
     let mut width = LANES / 2;
     while width > 0 {
         for l in 0..width {
@@ -181,14 +176,15 @@ fn reduce_lanes(mut w: [f64; LANES]) -> f64 {
 #[inline(always)]
 fn dist_k<T: Float, const K: usize>(xi: &[T], xs: [&[T]; K]) -> [f64; K] {
     let len = xi.len();
+    let full = len / LANES * LANES;
     let mut tot = [[0.0f64; LANES]; K];
     let mut c0 = 0;
-    while c0 < len {
-        let c1 = (c0 + FLUSH).min(len);
+    while c0 < full {
+        let c1 = (c0 + FLUSH).min(full);
+        // Only constant indices touch `a`, so it lives in registers.
         let mut a = [[T::ZERO; LANES]; K];
-        let full = c0 + (c1 - c0) / LANES * LANES;
         let mut c = c0;
-        while c < full {
+        while c < c1 {
             let x = &xi[c..c + LANES];
             for (q, y) in xs.iter().enumerate() {
                 let y = &y[c..c + LANES];
@@ -198,11 +194,6 @@ fn dist_k<T: Float, const K: usize>(xi: &[T], xs: [&[T]; K]) -> [f64; K] {
             }
             c += LANES;
         }
-        for cc in full..c1 {
-            for (q, y) in xs.iter().enumerate() {
-                a[q][cc - full] = T::sq_acc(a[q][cc - full], xi[cc] - y[cc]);
-            }
-        }
         for q in 0..K {
             for l in 0..LANES {
                 tot[q][l] += a[q][l].to_f64();
@@ -210,11 +201,123 @@ fn dist_k<T: Float, const K: usize>(xi: &[T], xs: [&[T]; K]) -> [f64; K] {
         }
         c0 = c1;
     }
+    // The last len % 16 coordinates go, one per lane, straight into f64.
+    for cc in full..len {
+        for (q, y) in xs.iter().enumerate() {
+            tot[q][cc - full] += T::sq_acc(T::ZERO, xi[cc] - y[cc]).to_f64();
+        }
+    }
     let mut out = [0.0f64; K];
     for q in 0..K {
         out[q] = reduce_lanes(tot[q]);
     }
     out
+}
+
+/// The `f32` distance kernel written with AVX2/FMA intrinsics.
+///
+/// LLVM does not keep the generic kernel's accumulators in registers, so
+/// this one spells them out: four pairs at a time, two 8-lane registers per
+/// pair. It performs exactly the generic kernel's arithmetic — the same
+/// lanes, the same fused multiply-adds, the same flushes into `f64` and the
+/// same final reduction — so every machine gets the same bits whichever
+/// kernel it runs.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{FLUSH, LANES, TILE, pair_index, reduce_lanes};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn super_block_f32(rows: &[&[f32]], lo: usize, hi: usize, acc: &mut [f64]) {
+        let n = rows.len();
+        let mut t0 = lo;
+        while t0 < hi {
+            let t1 = (t0 + TILE).min(hi);
+            for i in 0..n {
+                let xi = &rows[i][t0..t1];
+                let mut j = i + 1;
+                while j < n {
+                    let pick = |k: usize| &rows[(j + k).min(n - 1)][t0..t1];
+                    let s = dist4(xi, [pick(0), pick(1), pick(2), pick(3)]);
+                    for (q, v) in s.iter().enumerate().take(n - j) {
+                        acc[pair_index(n, i, j + q)] += v;
+                    }
+                    j += 4;
+                }
+            }
+            t0 = t1;
+        }
+    }
+
+    /// Widens 8 `f32` lanes and adds them to two 4-lane `f64` sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn widen_add(a: __m256, lo: &mut __m256d, hi: &mut __m256d) {
+        *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+        *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(a)));
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dist4(xi: &[f32], ys: [&[f32]; 4]) -> [f64; 4] {
+        let len = xi.len();
+        assert!(
+            ys.iter().all(|y| y.len() == len),
+            "rows of one tile have one length"
+        );
+        let full = len / LANES * LANES;
+        // tot[q][k] holds f64 lanes 4k..4k+4 of pair q.
+        let mut tot = [[_mm256_setzero_pd(); 4]; 4];
+        let xp = xi.as_ptr();
+        let yp = [
+            ys[0].as_ptr(),
+            ys[1].as_ptr(),
+            ys[2].as_ptr(),
+            ys[3].as_ptr(),
+        ];
+        let mut c0 = 0;
+        while c0 < full {
+            let c1 = (c0 + FLUSH).min(full);
+            let mut a = [[_mm256_setzero_ps(); 2]; 4];
+            let mut c = c0;
+            while c < c1 {
+                // SAFETY: c + 16 <= full <= len, and every row has length len.
+                unsafe {
+                    let x0 = _mm256_loadu_ps(xp.add(c));
+                    let x1 = _mm256_loadu_ps(xp.add(c + 8));
+                    for q in 0..4 {
+                        let d0 = _mm256_sub_ps(x0, _mm256_loadu_ps(yp[q].add(c)));
+                        let d1 = _mm256_sub_ps(x1, _mm256_loadu_ps(yp[q].add(c + 8)));
+                        a[q][0] = _mm256_fmadd_ps(d0, d0, a[q][0]);
+                        a[q][1] = _mm256_fmadd_ps(d1, d1, a[q][1]);
+                    }
+                }
+                c += LANES;
+            }
+            for q in 0..4 {
+                let [t0, t1, t2, t3] = &mut tot[q];
+                widen_add(a[q][0], t0, t1);
+                widen_add(a[q][1], t2, t3);
+            }
+            c0 = c1;
+        }
+        let mut out = [0.0f64; 4];
+        for q in 0..4 {
+            let mut w = [0.0f64; LANES];
+            for (k, t) in tot[q].iter().enumerate() {
+                // SAFETY: w has 16 lanes; k * 4 + 4 <= 16.
+                unsafe { _mm256_storeu_pd(w.as_mut_ptr().add(4 * k), *t) };
+            }
+            for cc in full..len {
+                let t = xi[cc] - ys[q][cc];
+                w[cc - full] += f64::from(t.mul_add(t, 0.0));
+            }
+            out[q] = reduce_lanes(w);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +344,58 @@ mod tests {
                         // small integers: every order is exact
                         assert_eq!(m.get(i, j), sq_dist_exact(refs[i], refs[j]), "d={d}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_computes_the_same_bits() {
+        // Random f32 rows; the dispatched kernel (AVX2 intrinsics on x86-64
+        // with AVX2) must equal the portable generic kernel bit for bit.
+        let mut s = 99u64;
+        for &(n, d) in &[
+            (2usize, 5usize),
+            (5, 37),
+            (9, 2048 + 17),
+            (13, 70_000),
+            (20, 131_075),
+        ] {
+            let rows: Vec<Vec<f32>> = (0..n)
+                .map(|_| {
+                    (0..d)
+                        .map(|_| {
+                            s = s
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+                        })
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+            let m = DistanceMatrix::compute(&refs);
+            let pairs = n * (n - 1) / 2;
+            let mut generic = vec![0.0f64; pairs];
+            let mut lo = 0;
+            while lo < d {
+                let hi = (lo + SUPER_BLOCK).min(d);
+                let mut part = vec![0.0f64; pairs];
+                super_block_generic(&refs, lo, hi, &mut part);
+                for (g, p) in generic.iter_mut().zip(&part) {
+                    *g += p;
+                }
+                lo = hi;
+            }
+            for i in 0..n {
+                for j in i + 1..n {
+                    assert_eq!(
+                        m.get(i, j).to_bits(),
+                        generic[pair_index(n, i, j)].to_bits(),
+                        "n={n} d={d} ({i},{j})"
+                    );
+                    let exact = sq_dist_exact(refs[i], refs[j]);
+                    assert!((m.get(i, j) - exact).abs() <= 1e-5 * exact, "accuracy");
                 }
             }
         }

@@ -48,6 +48,9 @@ pub trait Float:
     fn from_usize(n: usize) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
+    /// `rows` as `f32` rows when `Self` is `f32` (for kernels written for
+    /// `f32` only).
+    fn as_f32_rows<'a>(rows: &'a [&'a [Self]]) -> Option<&'a [&'a [f32]]>;
     /// The smaller of two finite values (IEEE minNum: a plain vector min,
     /// where a select would compile to slow masked stores in a sorting
     /// network).
@@ -59,6 +62,9 @@ pub trait Float:
 impl Float for f32 {
     const ZERO: Self = 0.0;
     const NAME: &'static str = "f32";
+    fn as_f32_rows<'a>(rows: &'a [&'a [Self]]) -> Option<&'a [&'a [f32]]> {
+        Some(rows)
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         f64::from(self)
@@ -100,6 +106,9 @@ impl Float for f32 {
 impl Float for f64 {
     const ZERO: Self = 0.0;
     const NAME: &'static str = "f64";
+    fn as_f32_rows<'a>(_rows: &'a [&'a [Self]]) -> Option<&'a [&'a [f32]]> {
+        None
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self

@@ -34,41 +34,73 @@ pub(crate) fn precondition(
     }
 }
 
-/// Average of `rows[i]`, `i ∈ idx`, summed in ascending index order in `f64`
-/// (32 coordinates at a time, the partial sums kept in registers).
+/// Average of `rows[i]`, `i ∈ idx`, summed in ascending index order in `f64`.
 pub(crate) fn average_of<T: Float>(rows: &[&[T]], idx: &[usize]) -> Vec<T> {
-    const BLK: usize = 32;
     let mut members = idx.to_vec();
     members.sort_unstable();
     let d = rows[0].len();
     let cnt = members.len() as f64;
     let mut out = vec![T::ZERO; d];
     out.par_chunks_mut(TASK).enumerate().for_each(|(t, chunk)| {
-        let c0 = t * TASK;
-        let mut blocks = chunk.chunks_exact_mut(BLK);
-        let mut c = c0;
-        for o in &mut blocks {
-            let mut acc = [0.0f64; BLK];
-            for &i in &members {
-                let x = &rows[i][c..c + BLK];
-                for l in 0..BLK {
-                    acc[l] += x[l].to_f64();
-                }
-            }
-            for l in 0..BLK {
-                o[l] = T::from_f64(acc[l] / cnt);
-            }
-            c += BLK;
-        }
-        for (k, o) in blocks.into_remainder().iter_mut().enumerate() {
-            let mut acc = 0.0f64;
-            for &i in &members {
-                acc += rows[i][c + k].to_f64();
-            }
-            *o = T::from_f64(acc / cnt);
-        }
+        average_chunk(rows, &members, t * TASK, chunk, cnt);
     });
     out
+}
+
+fn average_chunk<T: Float>(rows: &[&[T]], members: &[usize], c0: usize, chunk: &mut [T], cnt: f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            #[allow(unsafe_code)]
+            unsafe {
+                average_chunk_avx2(rows, members, c0, chunk, cnt)
+            };
+            return;
+        }
+    }
+    average_chunk_generic(rows, members, c0, chunk, cnt);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn average_chunk_avx2<T: Float>(
+    rows: &[&[T]],
+    members: &[usize],
+    c0: usize,
+    chunk: &mut [T],
+    cnt: f64,
+) {
+    average_chunk_generic(rows, members, c0, chunk, cnt);
+}
+
+/// Members outer, coordinates inner, over an `f64` buffer that stays in L1.
+#[inline(always)]
+fn average_chunk_generic<T: Float>(
+    rows: &[&[T]],
+    members: &[usize],
+    c0: usize,
+    chunk: &mut [T],
+    cnt: f64,
+) {
+    const BLK: usize = 1024;
+    let mut acc = [0.0f64; BLK];
+    let mut b0 = 0;
+    while b0 < chunk.len() {
+        let len = BLK.min(chunk.len() - b0);
+        let acc = &mut acc[..len];
+        acc.fill(0.0);
+        for &i in members {
+            for (a, x) in acc.iter_mut().zip(&rows[i][c0 + b0..c0 + b0 + len]) {
+                *a += x.to_f64();
+            }
+        }
+        for (o, a) in chunk[b0..b0 + len].iter_mut().zip(acc.iter()) {
+            *o = T::from_f64(a / cnt);
+        }
+        b0 += len;
+    }
 }
 
 pub(crate) fn average<T: Float>(rows: &[&[T]]) -> Aggregation<T> {
