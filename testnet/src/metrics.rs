@@ -65,8 +65,8 @@ pub enum MetricLine {
         counters: BTreeMap<String, u64>,
         /// Peers excluded.
         excluded: Vec<String>,
-        /// Payload bytes this node pushed: per round, one frame of d·4 bytes
-        /// plus the envelope to each other member (computed, not measured).
+        /// Application bytes this node handed to libp2p over the run (the
+        /// sum of `RoundCompleted.bytes_sent`; no transport overhead).
         bytes_sent: u64,
     },
 }
@@ -88,6 +88,8 @@ pub struct RoundInfo {
     pub total_ms: f64,
     /// Honest spread if the node measured it.
     pub honest_spread: Option<f64>,
+    /// Application bytes sent during the round.
+    pub bytes_sent: u64,
 }
 
 /// Reads a `RoundCompleted` event value, if it is one.
@@ -117,6 +119,7 @@ pub fn round_completed(event: &serde_json::Value) -> Option<RoundInfo> {
             .unwrap_or_default(),
         total_ms,
         honest_spread: rc.get("honest_spread").and_then(|v| v.as_f64()),
+        bytes_sent: rc.get("bytes_sent").and_then(|v| v.as_u64()).unwrap_or(0),
     })
 }
 

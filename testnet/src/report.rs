@@ -85,8 +85,12 @@ pub struct Summary {
     pub honest_spread: Option<f64>,
     /// Largest honest spread over all measured rounds.
     pub honest_spread_max: Option<f64>,
-    /// Payload bytes pushed by all nodes (computed from frames sent).
+    /// Application bytes all nodes handed to libp2p (pushes, gossip, pulls;
+    /// no transport overhead), as the nodes measured them.
     pub bytes_sent: u64,
+    /// The dissemination lower bound for the rounds completed: every node
+    /// sends its gradient to every other once, n · (n − 1) · d · 4 per round.
+    pub bytes_bound: u64,
     /// Whether every honest node finished and identical hashes say so.
     pub honest_models_identical: bool,
     /// Wall time (s).
@@ -156,8 +160,13 @@ pub fn summarize(rec: &RunRecord) -> Summary {
         bytes_sent: rec
             .nodes
             .iter()
-            .filter_map(|n| n.final_line.as_ref().map(|f| f.bytes_sent))
+            .flat_map(|n| n.rounds.iter().map(|r| r.bytes_sent))
             .sum(),
+        bytes_bound: {
+            let d = rec.nodes.iter().map(|n| n.dim).max().unwrap_or(0) as u64;
+            let n = s.nodes as u64;
+            rounds_completed * n * n.saturating_sub(1) * d * 4
+        },
         honest_models_identical: identical,
         wall_s: rec.wall.as_secs_f64(),
         aborted: rec.aborted.clone(),
@@ -189,7 +198,7 @@ pub fn write(rec: &RunRecord, out: &Path) -> Result<Summary> {
         let evals: BTreeMap<u64, (f64, f64)> =
             n.evals.iter().map(|&(r, a, l)| (r, (a, l))).collect();
         let mut csv = String::from(
-            "round,loss,accepted,rejected,excluded,round_ms,test_accuracy,test_loss\n",
+            "round,loss,accepted,rejected,excluded,round_ms,bytes_sent,test_accuracy,test_loss\n",
         );
         for r in &n.rounds {
             let (acc, tl) = evals
@@ -198,13 +207,14 @@ pub fn write(rec: &RunRecord, out: &Path) -> Result<Summary> {
                 .unwrap_or_default();
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{},{:.3},{acc},{tl}",
+                "{},{},{},{},{},{:.3},{},{acc},{tl}",
                 r.round,
                 r.loss.map(|l| l.to_string()).unwrap_or_default(),
                 r.accepted,
                 r.rejected,
                 r.excluded.len(),
                 r.total_ms,
+                r.bytes_sent,
             );
         }
         let p = dir.join(format!("node-{}.csv", n.index));
@@ -272,7 +282,7 @@ pub fn table(s: &Summary) -> String {
     let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         t,
-        "rejected inputs: {}   excluded peers: {}   honest spread: {}   bytes sent: {}",
+        "rejected inputs: {}   excluded peers: {}   honest spread: {}   bytes sent: {} ({:.3} x the bound)",
         if rejected.is_empty() {
             "none".into()
         } else {
@@ -280,7 +290,8 @@ pub fn table(s: &Summary) -> String {
         },
         s.excluded.len(),
         s.honest_spread.map_or("-".into(), |d| format!("{d:.3e}")),
-        s.bytes_sent
+        s.bytes_sent,
+        s.bytes_sent as f64 / s.bytes_bound.max(1) as f64
     );
     if let Some(a) = &s.aborted {
         let _ = writeln!(t, "run stopped early: {a}");

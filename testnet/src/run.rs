@@ -61,6 +61,8 @@ pub struct NodeRecord {
     pub failure: Option<String>,
     /// Process starts (1 + restarts).
     pub starts: u32,
+    /// Model dimension d (from the node's start line).
+    pub dim: usize,
 }
 
 /// The `final` metrics line of a node.
@@ -439,7 +441,7 @@ impl Orchestrator<'_> {
 
     fn line(&mut self, i: usize, line: MetricLine) -> Option<String> {
         match line {
-            MetricLine::Start { .. } => {}
+            MetricLine::Start { dim, .. } => self.slots[i].record.dim = dim,
             MetricLine::Event { event, .. } => {
                 if let Some(addr) = metrics::listening(&event) {
                     let first = self.slots[i].addr.is_none();

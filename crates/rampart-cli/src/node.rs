@@ -654,16 +654,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let silent = s.role == Behaviour::Silent;
-    runtime.block_on(drive(
-        config,
-        sink,
-        last,
-        s.stop_on_stdin_eof,
-        n,
-        dim,
-        silent,
-    ))
+    runtime.block_on(drive(config, sink, last, s.stop_on_stdin_eof))
 }
 
 async fn drive(
@@ -671,9 +662,6 @@ async fn drive(
     sink: Sink,
     last: Arc<Mutex<Option<FinalEval>>>,
     stop_on_eof: bool,
-    n: usize,
-    dim: usize,
-    silent: bool,
 ) -> Result<()> {
     use tokio::sync::broadcast::error::RecvError;
     let (handle, mut rx) = NodeHandle::spawn(config).context("cannot start the node")?;
@@ -691,7 +679,7 @@ async fn drive(
             })
             .context("cannot watch stdin")?;
     }
-    let mut rounds_done = 0u64;
+    let mut bytes_sent = 0u64;
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
@@ -718,7 +706,7 @@ async fn drive(
             event: value,
         });
         match ev {
-            Event::RoundCompleted { round, .. } => rounds_done = round + 1,
+            Event::RoundCompleted { bytes_sent: b, .. } => bytes_sent += b,
             Event::Finished { rounds } => {
                 let status = handle.status().await.context("node status")?;
                 let fin = match last.lock().ok().and_then(|l| l.clone()) {
@@ -737,13 +725,6 @@ async fn drive(
                     .filter(|(r, _)| r.is_reject())
                     .map(|(r, c)| (format!("{r:?}"), c))
                     .collect();
-                let peers = n.saturating_sub(1 + status.excluded.len()) as u64;
-                let frame = (dim as u64) * 4 + 256;
-                let bytes_sent = if silent {
-                    0
-                } else {
-                    rounds_done.max(rounds) * peers * frame
-                };
                 sink.write(&MetricLine::Final {
                     t_ms: sink.t_ms(),
                     rounds,
