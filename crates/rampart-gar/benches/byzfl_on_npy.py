@@ -36,7 +36,11 @@ except ImportError:
     stub.cuda = types.SimpleNamespace(manual_seed=lambda *a, **k: None,
                                       manual_seed_all=lambda *a, **k: None)
     stub.backends = types.SimpleNamespace(cudnn=types.SimpleNamespace())
+    stub.__path__ = []  # a package, so that `import torch.linalg` works
+    linalg = types.ModuleType("torch.linalg")
+    stub.linalg = linalg
     sys.modules["torch"] = stub
+    sys.modules["torch.linalg"] = linalg
 
 # Import the aggregators without byzfl/__init__.py, which pulls the training
 # framework (torch, torchvision) in.

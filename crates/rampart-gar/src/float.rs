@@ -51,6 +51,8 @@ pub trait Float:
     /// `rows` as `f32` rows when `Self` is `f32` (for kernels written for
     /// `f32` only).
     fn as_f32_rows<'a>(rows: &'a [&'a [Self]]) -> Option<&'a [&'a [f32]]>;
+    /// `buf` as `f32` when `Self` is `f32`.
+    fn as_f32_slice_mut(buf: &mut [Self]) -> Option<&mut [f32]>;
     /// The smaller of two finite values (IEEE minNum: a plain vector min,
     /// where a select would compile to slow masked stores in a sorting
     /// network).
@@ -64,6 +66,9 @@ impl Float for f32 {
     const NAME: &'static str = "f32";
     fn as_f32_rows<'a>(rows: &'a [&'a [Self]]) -> Option<&'a [&'a [f32]]> {
         Some(rows)
+    }
+    fn as_f32_slice_mut(buf: &mut [Self]) -> Option<&mut [f32]> {
+        Some(buf)
     }
     #[inline(always)]
     fn to_f64(self) -> f64 {
@@ -107,6 +112,9 @@ impl Float for f64 {
     const ZERO: Self = 0.0;
     const NAME: &'static str = "f64";
     fn as_f32_rows<'a>(_rows: &'a [&'a [Self]]) -> Option<&'a [&'a [f32]]> {
+        None
+    }
+    fn as_f32_slice_mut(_buf: &mut [Self]) -> Option<&mut [f32]> {
         None
     }
     #[inline(always)]
