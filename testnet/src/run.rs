@@ -537,7 +537,7 @@ impl Orchestrator<'_> {
                 self.slots[j].restarted = true;
                 self.slots[j].finished = false;
                 match self.start(j) {
-                    Ok(()) => self.bar.println(format!("node {j} restarted at round {m}")),
+                    Ok(()) => note(&self.bar, format!("node {j} restarted at round {m}")),
                     Err(e) => self.slots[j].record.failure = Some(format!("{e:#}")),
                 }
             }
@@ -617,6 +617,15 @@ impl Orchestrator<'_> {
                 }
             }
         }
+    }
+}
+
+/// A line for the user, above the progress bar when there is one.
+fn note(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 
