@@ -28,6 +28,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod adversary;
+// Only the test trainer writes its own checkpoint files; `Learner` uses
+// rampart-learn's writer.
+#[cfg(any(test, feature = "test-utils"))]
 mod checkpoint;
 mod codec;
 mod config;

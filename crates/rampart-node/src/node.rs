@@ -459,7 +459,10 @@ impl Actor {
                     self.on_resynced(r);
                 }
                 () = sleep_opt(deadline) => self.on_deadline(),
-                _ = pull_tick.tick() => self.pull_missing(),
+                _ = pull_tick.tick() => {
+                    self.redial();
+                    self.pull_missing();
+                }
             }
         }
         info!("node stopped");
@@ -528,6 +531,13 @@ impl Actor {
             } => {
                 debug!(%peer, "connection denied");
                 self.emit(Event::ConnectionDenied { peer });
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                debug!(%peer, %error, "dial failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -603,21 +613,28 @@ impl Actor {
         }
     }
 
-    /// Joins the most advanced round that at least 2f + 1 peers (or all
-    /// who answered, if fewer) report, with the coordinate-wise median of
-    /// their models.
+    /// Joins the round that at least 2f + 1 peers (or all who answered, if
+    /// fewer) have reached, with the coordinate-wise median of their models.
     fn finish_catch_up(&mut self) {
         self.state_requests.clear();
         self.deadline = None;
         let need = (2 * self.f + 1).min(self.answers.len()).max(1);
-        let mut by_round: BTreeMap<u64, Vec<Vec<f32>>> = BTreeMap::new();
-        for (round, params) in std::mem::take(&mut self.answers).into_values() {
-            by_round.entry(round).or_default().push(params);
-        }
-        let best = by_round
-            .into_iter()
-            .rev()
-            .find(|(_, models)| models.len() >= need);
+        // Peers straddle rounds while they run, so no single round need be
+        // reported by 2f + 1 of them: join the (2f + 1)-th most advanced
+        // round (at least f + 1 honest peers have reached it, so Byzantine
+        // answers cannot pull it up) with the median of every model at or
+        // beyond it.
+        let answers = std::mem::take(&mut self.answers);
+        let mut rounds: Vec<u64> = answers.values().map(|(r, _)| *r).collect();
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let best = rounds.get(need - 1).map(|&target| {
+            let models: Vec<Vec<f32>> = answers
+                .into_values()
+                .filter(|(r, _)| *r >= target)
+                .map(|(_, p)| p)
+                .collect();
+            (target, models)
+        });
         match best {
             Some((round, models)) if round > self.round => {
                 self.catch_up_resume = false;
@@ -1128,6 +1145,27 @@ impl Actor {
             Phase::Collecting => self.check_complete(true),
             Phase::CatchingUp => self.finish_catch_up(),
             _ => {}
+        }
+    }
+
+    /// Dials every roster peer that is not connected (libp2p skips peers
+    /// already connected or being dialled). Simultaneous dials between two
+    /// peers occasionally both fail; this retries them, and reconnects
+    /// peers that restarted.
+    fn redial(&mut self) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        let missing: Vec<PeerId> = self
+            .roster
+            .iter()
+            .filter(|p| **p != self.local && !self.connected.contains(p))
+            .copied()
+            .collect();
+        for peer in missing {
+            if let Err(e) = self.swarm.dial(peer) {
+                debug!(%peer, error = %e, "redial failed");
+            }
         }
     }
 

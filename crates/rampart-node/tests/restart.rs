@@ -104,7 +104,9 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
     // It skipped the rounds it missed, taking the median of its peers'
     // models (n - 1 answers, at least 2f + 1).
     let (joined, answers) = caught_up.expect("no CaughtUp event");
-    assert!(joined > ahead, "joined at {joined}");
+    // Node 0 had completed round `ahead`; the slowest peers may still be in
+    // it, and the node joins the round 2f + 1 peers have reached.
+    assert!(joined >= ahead, "joined at {joined}");
     assert!(answers >= 3, "{answers} answers");
     assert_eq!(completed.first(), Some(&joined));
     // It trained again after the restart, up to the last round.
