@@ -522,7 +522,9 @@ mod tests {
                 .map(|_| {
                     (0..d)
                         .map(|_| {
-                            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                            s = s
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
                             (s >> 40) as f32 / (1u64 << 20) as f32 - 8.0
                         })
                         .collect()
