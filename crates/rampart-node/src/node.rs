@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, request_response};
 use rampart_gar::{Aggregate, GarError, Rule};
@@ -282,6 +283,10 @@ struct Actor {
     /// of pulls sent for each.
     announced: BTreeMap<(u64, PeerId), (SignedHeader, usize)>,
     connected: BTreeSet<PeerId>,
+    /// Known addresses of roster peers (configuration, `dial` commands and
+    /// identify), newest last, at most [`MAX_PEER_ADDRS`] each. Kept here
+    /// because the swarm forgets an address after one failed dial.
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
     listen: Vec<Multiaddr>,
     deadline: Option<Instant>,
     round_started: Instant,
@@ -342,6 +347,10 @@ impl Actor {
             .map_err(NodeError::Thread)?;
         let now = Instant::now();
         let f = cfg.rule.f().unwrap_or(0);
+        let mut addresses: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for (peer, addr) in &cfg.bootstrap {
+            remember(&mut addresses, *peer, addr.clone());
+        }
         Ok(Self {
             swarm,
             topic,
@@ -364,6 +373,7 @@ impl Actor {
             inputs: BTreeMap::new(),
             announced: BTreeMap::new(),
             connected: BTreeSet::new(),
+            addresses,
             listen: Vec::new(),
             deadline: Some(now + cfg.start_timeout),
             round_started: now,
@@ -406,9 +416,7 @@ impl Actor {
             .copied()
             .collect();
         for peer in others {
-            if let Err(e) = self.swarm.dial(peer) {
-                debug!(%peer, error = %e, "bootstrap dial failed");
-            }
+            self.dial(peer);
         }
         if let Some(path) = self.checkpoint.clone() {
             let (reply, rx) = oneshot::channel();
@@ -493,10 +501,9 @@ impl Actor {
             }
             Command::Dial(peer, addr) => {
                 if self.roster.contains(&peer) && peer != self.local {
+                    remember(&mut self.addresses, peer, addr.clone());
                     self.swarm.add_peer_address(peer, addr);
-                    if let Err(e) = self.swarm.dial(peer) {
-                        debug!(%peer, error = %e, "dial failed");
-                    }
+                    self.dial(peer);
                 }
             }
             Command::Shutdown(_) => {}
@@ -550,8 +557,11 @@ impl Actor {
                 info,
                 ..
             })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, addr);
+                if self.roster.contains(&peer_id) {
+                    for addr in info.listen_addrs.into_iter().take(MAX_PEER_ADDRS) {
+                        remember(&mut self.addresses, peer_id, addr.clone());
+                        self.swarm.add_peer_address(peer_id, addr);
+                    }
                 }
             }
             _ => {}
@@ -1163,9 +1173,25 @@ impl Actor {
             .copied()
             .collect();
         for peer in missing {
-            if let Err(e) = self.swarm.dial(peer) {
-                debug!(%peer, error = %e, "redial failed");
-            }
+            self.dial(peer);
+        }
+    }
+
+    /// Dials a roster peer at every address known for it, unless connected
+    /// or already dialling. Each dial takes a fresh local port: two peers
+    /// dialling each other from their listening ports at the same moment
+    /// would otherwise make one TCP connection by simultaneous open, on
+    /// which both sides start the handshake as the dialer and both fail.
+    fn dial(&mut self, peer: PeerId) {
+        let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .allocate_new_port()
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dial not started");
         }
     }
 
@@ -1240,6 +1266,20 @@ impl Actor {
                 self.pulls.insert(id, (r, sender));
             }
         }
+    }
+}
+
+/// The most addresses remembered per peer.
+const MAX_PEER_ADDRS: usize = 8;
+
+/// Adds `addr` to `peer`'s known addresses (moved to the end if known),
+/// dropping the oldest beyond [`MAX_PEER_ADDRS`].
+fn remember(book: &mut HashMap<PeerId, Vec<Multiaddr>>, peer: PeerId, addr: Multiaddr) {
+    let addrs = book.entry(peer).or_default();
+    addrs.retain(|a| *a != addr);
+    addrs.push(addr);
+    if addrs.len() > MAX_PEER_ADDRS {
+        addrs.remove(0);
     }
 }
 
