@@ -556,12 +556,10 @@ impl Actor {
                 peer_id,
                 info,
                 ..
-            })) => {
-                if self.roster.contains(&peer_id) {
-                    for addr in info.listen_addrs.into_iter().take(MAX_PEER_ADDRS) {
-                        remember(&mut self.addresses, peer_id, addr.clone());
-                        self.swarm.add_peer_address(peer_id, addr);
-                    }
+            })) if self.roster.contains(&peer_id) => {
+                for addr in info.listen_addrs.into_iter().take(MAX_PEER_ADDRS) {
+                    remember(&mut self.addresses, peer_id, addr.clone());
+                    self.swarm.add_peer_address(peer_id, addr);
                 }
             }
             _ => {}
