@@ -78,6 +78,17 @@ pub enum Event {
         /// The peer (authenticated by the transport handshake).
         peer: PeerId,
     },
+    /// A roster member runs another job (its roster file or version
+    /// differs): nothing it sends can be accepted. Emitted once per peer,
+    /// at both ends of the connection.
+    JobMismatch {
+        /// The member.
+        peer: PeerId,
+        /// The job id it announced (hex).
+        theirs: String,
+        /// This node's job id (hex).
+        ours: String,
+    },
     /// The node resumed from its checkpoint.
     Resumed {
         /// Rounds done according to the checkpoint.

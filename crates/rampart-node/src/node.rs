@@ -18,7 +18,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, request_response};
 use rampart_gar::{Aggregate, GarError, Rule};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::adversary::{self, Attack, Plan};
 use crate::config::{ConfigError, NodeConfig};
@@ -536,7 +536,12 @@ impl Actor {
                 peer_id: Some(peer),
                 ..
             } => {
-                debug!(%peer, "connection denied");
+                warn!(
+                    %peer,
+                    "connection from {peer} denied: it is not a member of our roster (job {}); \
+                     if it should be, check that both use the same roster file",
+                    self.job.to_hex()
+                );
                 self.emit(Event::ConnectionDenied { peer });
             }
             SwarmEvent::OutgoingConnectionError {
@@ -557,12 +562,37 @@ impl Actor {
                 info,
                 ..
             })) if self.roster.contains(&peer_id) => {
+                self.check_job(peer_id, &info.agent_version);
                 for addr in info.listen_addrs.into_iter().take(MAX_PEER_ADDRS) {
                     remember(&mut self.addresses, peer_id, addr.clone());
                     self.swarm.add_peer_address(peer_id, addr);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Compares the job id a member announced (identify) with ours; a
+    /// mismatch is logged and emitted once per connection, at both ends.
+    fn check_job(&self, peer: PeerId, agent: &str) {
+        let ours = self.job.to_hex();
+        match swarm::peer_job(agent) {
+            Some(theirs) if theirs != ours => {
+                error!(
+                    %peer,
+                    theirs,
+                    ours = %ours,
+                    "peer {peer} runs job {theirs}, we run job {ours}: check that both use the \
+                     same roster file (`rampart roster id` prints its job id)"
+                );
+                self.emit(Event::JobMismatch {
+                    peer,
+                    theirs: theirs.to_owned(),
+                    ours,
+                });
+            }
+            Some(_) => {}
+            None => warn!(%peer, agent, "roster member announced no job id"),
         }
     }
 

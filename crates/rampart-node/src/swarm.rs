@@ -54,6 +54,28 @@ fn rr_protocol(cfg: &NodeConfig) -> Result<libp2p::StreamProtocol, SwarmError> {
         .map_err(|e| SwarmError::Transport(e.to_string()))
 }
 
+/// Prefix of the job id in the identify agent string.
+const AGENT_JOB: &str = " job=";
+
+/// The identify agent string: the crate version and the job id, so that two
+/// members of one roster running different jobs (a roster file edited at
+/// one of them) learn it at connection time instead of seeing every
+/// request fail with "protocol not supported".
+pub(crate) fn agent_version(cfg: &NodeConfig) -> String {
+    format!(
+        "rampart-node/{}{AGENT_JOB}{}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.job.to_hex()
+    )
+}
+
+/// The job id a peer announced in its identify agent string (`None` when
+/// it announced none, e.g. another libp2p program).
+pub(crate) fn peer_job(agent: &str) -> Option<&str> {
+    let (_, job) = agent.rsplit_once(AGENT_JOB)?;
+    (job.len() == 64 && job.bytes().all(|b| b.is_ascii_hexdigit())).then_some(job)
+}
+
 pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
     let protocol = rr_protocol(cfg)?;
     let gossip_cfg = gossipsub::ConfigBuilder::default()
@@ -81,10 +103,10 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
             )?;
             Ok(Behaviour {
                 allow: allow_block_list::Behaviour::default(),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/rampart/1".into(),
-                    key.public(),
-                )),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/rampart/1".into(), key.public())
+                        .with_agent_version(agent_version(cfg)),
+                ),
                 gossipsub,
                 rr: request_response::Behaviour::with_codec(
                     FrameCodec::new(max_frame),
@@ -116,4 +138,20 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
         swarm.add_peer_address(*peer, addr.clone());
     }
     Ok(swarm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_in_agent_strings() {
+        let job = "ab".repeat(32);
+        assert_eq!(
+            peer_job(&format!("rampart-node/0.1.0 job={job}")),
+            Some(job.as_str())
+        );
+        assert_eq!(peer_job("rust-libp2p/0.45"), None);
+        assert_eq!(peer_job("rampart-node/0.1.0 job=xyz"), None);
+    }
 }

@@ -1,0 +1,46 @@
+//! Two roster members whose jobs differ (one roster file was edited) learn
+//! it when they connect: each emits `JobMismatch` naming the other's job id
+//! and its own, instead of every request failing as "protocol not
+//! supported".
+
+use std::time::Duration;
+
+use rampart_gar::Rule;
+use rampart_node::{Event, LinearRegression, TestNet, wait_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ends_report_the_other_job() {
+    let timeout = Duration::from_secs(20);
+    // Same members, different hyper-parameters (the job tag stands for the
+    // rest of the roster file).
+    let net = TestNet::start(2, timeout, |i, b| {
+        b.rule(Rule::Average)
+            .rounds(1)
+            .start_timeout(Duration::from_secs(60))
+            .job_tag(if i == 0 { "lr=0.1" } else { "lr=0.2" })
+            .trainer(LinearRegression::new(4, 1, i as u64, 8))
+    })
+    .await
+    .unwrap();
+    let mut net = net;
+    let mut seen = Vec::new();
+    for i in 0..2 {
+        let (peer, theirs, ours) = wait_for(&mut net.events[i], timeout, |ev| match ev {
+            Event::JobMismatch { peer, theirs, ours } => {
+                Some((*peer, theirs.clone(), ours.clone()))
+            }
+            Event::RoundCompleted { .. } => panic!("node {i} trained with a foreign job"),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("node {i} saw no JobMismatch: {e}"));
+        assert_eq!(peer, net.keys[1 - i].public().to_peer_id());
+        assert_ne!(theirs, ours);
+        assert_eq!(theirs.len(), 64);
+        seen.push((theirs, ours));
+    }
+    // Each names the other's job as theirs.
+    assert_eq!(seen[0].0, seen[1].1);
+    assert_eq!(seen[1].0, seen[0].1);
+    net.shutdown().await;
+}
