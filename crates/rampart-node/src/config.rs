@@ -90,6 +90,7 @@ pub struct NodeConfig {
     pub(crate) trainer: Box<dyn Trainer>,
     pub(crate) script: Vec<Attack>,
     pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) drift_period: u64,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -144,6 +145,7 @@ pub struct NodeConfigBuilder {
     trainer: Option<Box<dyn Trainer>>,
     script: Vec<Attack>,
     checkpoint_dir: Option<PathBuf>,
+    drift_period: u64,
 }
 
 impl Default for NodeConfigBuilder {
@@ -168,6 +170,7 @@ impl Default for NodeConfigBuilder {
             trainer: None,
             script: Vec::new(),
             checkpoint_dir: None,
+            drift_period: 0,
         }
     }
 }
@@ -261,6 +264,16 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Drift control: after every `k`-th round (rounds k − 1, 2k − 1, …)
+    /// the nodes exchange their parameters and replace them by the
+    /// coordinate-wise median of the models received (see
+    /// [`crate::drift_step`]). 0 (the default) turns it off. Part of the job
+    /// id when positive: every member must use the same period.
+    pub fn drift_period(mut self, k: u64) -> Self {
+        self.drift_period = k;
+        self
+    }
+
     /// Testnets only: makes this node Byzantine. In round r it follows
     /// `script[r % script.len()]` instead of the protocol (empty: honest).
     pub fn adversary(mut self, script: impl IntoIterator<Item = Attack>) -> Self {
@@ -313,7 +326,13 @@ impl NodeConfigBuilder {
         if self.round_timeout.is_zero() {
             return Err(ConfigError::Zero("round_timeout"));
         }
-        let job = job_id(&roster, &self.rule, dim, &self.job_tag);
+        let mut tag = self.job_tag.clone();
+        if self.drift_period > 0 {
+            // Job ids without drift control stay as they were.
+            tag.extend_from_slice(b"\0drift=");
+            tag.extend_from_slice(&self.drift_period.to_le_bytes());
+        }
+        let job = job_id(&roster, &self.rule, dim, &tag);
         Ok(NodeConfig {
             keypair,
             local,
@@ -332,6 +351,7 @@ impl NodeConfigBuilder {
             trainer,
             script: self.script,
             checkpoint: self.checkpoint_dir.map(|d| d.join(CHECKPOINT_FILE)),
+            drift_period: self.drift_period,
         })
     }
 }
@@ -400,6 +420,13 @@ mod tests {
             .build()
             .unwrap();
         assert_ne!(c.job(), c3.job());
+        let c4 = base(&k)
+            .rule(c.rule.clone())
+            .drift_period(5)
+            .build()
+            .unwrap();
+        assert_ne!(c.job(), c4.job());
+        assert_eq!(c4.drift_period, 5);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub struct RoundTimings {
     pub collect: Duration,
     /// Aggregating and applying the update.
     pub aggregate: Duration,
+    /// The drift-control step after the round (exchanging models and taking
+    /// their median); zero in rounds without one.
+    #[serde(default)]
+    pub drift: Duration,
     /// The whole round.
     pub total: Duration,
 }
@@ -50,8 +54,14 @@ pub enum Event {
         excluded: Vec<PeerId>,
         /// Where the time went.
         timings: RoundTimings,
-        /// Largest distance between honest models, when drift control
-        /// measured it this round.
+        /// Set in rounds followed by a drift-control step: the spread of the
+        /// models that step received, before it replaced this node's model
+        /// by their median — the largest L2 distance between two of the
+        /// m − f models closest to the median, out of the m received
+        /// ([`crate::drift_step`]). It estimates the largest distance
+        /// between honest models without knowing which are honest: the f
+        /// farthest models (where a Byzantine one would be) are left out.
+        /// `None` in other rounds, and when the step lacked a quorum.
         honest_spread: Option<f64>,
         /// Application bytes this node handed to libp2p during the round
         /// (pushes, gossip, pulls and answers; without Noise/Yamux/TCP

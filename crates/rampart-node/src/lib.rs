@@ -50,7 +50,7 @@ pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]
 pub use harness::{HarnessError, TestNet, wait_for};
 pub use node::{NodeError, NodeHandle};
-pub use round::{aggregate_inputs, effective_rule, quorum};
+pub use round::{aggregate_inputs, drift_step, effective_rule, quorum};
 pub use swarm::SwarmError;
 #[cfg(any(test, feature = "test-utils"))]
 pub use trainer::LinearRegression;

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::adversary::{self, Attack, Plan};
 use crate::config::{ConfigError, NodeConfig};
 use crate::event::{Event, RoundTimings, Status};
-use crate::round::{aggregate_inputs, effective_rule, quorum};
+use crate::round::{aggregate_inputs, drift_step, effective_rule, quorum};
 use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmError};
 use crate::trainer::{Trainer, TrainerError};
 use crate::validate::{Freshness, Reason, Refusal, Validator, ValidatorConfig};
@@ -148,6 +148,8 @@ impl NodeHandle {
 type GradientResult = Result<(Option<f32>, Vec<f32>), TrainerError>;
 type ApplyResult = Result<Vec<f32>, NodeError>;
 type RestoreResult = Result<Option<u64>, NodeError>;
+/// The median model and the spread of the models it came from.
+type DriftResult = Result<(Vec<f32>, f64), NodeError>;
 
 enum Job {
     Gradient {
@@ -175,6 +177,15 @@ enum Job {
     },
     Parameters {
         reply: oneshot::Sender<Result<Vec<f32>, NodeError>>,
+    },
+    /// The drift-control step after `round`: replace the parameters by the
+    /// median of `models` (sorted by sender), then checkpoint.
+    Drift {
+        round: u64,
+        models: BTreeMap<PeerId, Vec<f32>>,
+        f: usize,
+        checkpoint: Option<(PathBuf, JobId)>,
+        reply: oneshot::Sender<DriftResult>,
     },
 }
 
@@ -225,6 +236,25 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
             Job::Parameters { reply } => {
                 let _ = reply.send(trainer.parameters().map_err(NodeError::from));
             }
+            Job::Drift {
+                round,
+                models,
+                f,
+                checkpoint,
+                reply,
+            } => {
+                let r =
+                    drift_step(&models, f)
+                        .map_err(NodeError::from)
+                        .and_then(|(model, spread)| {
+                            trainer.set_parameters(&model)?;
+                            if let Some((path, job)) = &checkpoint {
+                                trainer.save_checkpoint(path, round + 1, job)?;
+                            }
+                            Ok((model, spread))
+                        });
+                let _ = reply.send(r);
+            }
         }
     }
 }
@@ -252,6 +282,10 @@ enum Phase {
     Collecting,
     /// The trainer aggregates and applies.
     Aggregating,
+    /// Drift control after the round: waiting for the other models.
+    Drifting,
+    /// The trainer takes the median of the models.
+    Contracting,
     /// All rounds done (the node keeps answering pulls until stopped).
     Finished,
 }
@@ -321,6 +355,19 @@ struct Actor {
     /// Pulls by (round, sender) for inputs never announced.
     blind_pulls: HashMap<(u64, PeerId), usize>,
     f: usize,
+    /// Drift-control period K (0: off).
+    drift_period: u64,
+    /// Models received for the drift step after each round (this round's,
+    /// those buffered ahead, and the last one done, to answer pulls).
+    drift_inputs: BTreeMap<u64, BTreeMap<PeerId, Input>>,
+    /// Drift headers seen on gossip whose model has not arrived.
+    drift_announced: BTreeMap<(u64, PeerId), (SignedHeader, usize)>,
+    /// Blind pulls of drift models by (round, sender).
+    drift_blind: HashMap<(u64, PeerId), usize>,
+    pending_drift: Option<oneshot::Receiver<DriftResult>>,
+    /// The round's `RoundCompleted`, held back during its drift step.
+    report: Option<Event>,
+    drift_started: Instant,
 }
 
 impl Actor {
@@ -398,6 +445,13 @@ impl Actor {
             catch_up_resume: false,
             blind_pulls: HashMap::new(),
             f,
+            drift_period: cfg.drift_period,
+            drift_inputs: BTreeMap::new(),
+            drift_announced: BTreeMap::new(),
+            drift_blind: HashMap::new(),
+            pending_drift: None,
+            report: None,
+            drift_started: now,
         })
     }
 
@@ -465,6 +519,10 @@ impl Actor {
                 r = recv_opt(&mut self.pending_set) => {
                     self.pending_set = None;
                     self.on_resynced(r);
+                }
+                r = recv_opt(&mut self.pending_drift) => {
+                    self.pending_drift = None;
+                    self.on_drifted(r);
                 }
                 () = sleep_opt(deadline) => self.on_deadline(),
                 _ = pull_tick.tick() => {
@@ -848,12 +906,13 @@ impl Actor {
                 Ok(fresh) => {
                     let round = h.header.round;
                     if let Some(sender) = h.header.sender_peer() {
-                        let have = self
-                            .inputs
-                            .get(&round)
-                            .is_some_and(|m| m.contains_key(&sender));
+                        let (store, announced) = match h.header.kind {
+                            PayloadKind::Drift => (&self.drift_inputs, &mut self.drift_announced),
+                            _ => (&self.inputs, &mut self.announced),
+                        };
+                        let have = store.get(&round).is_some_and(|m| m.contains_key(&sender));
                         if fresh == Freshness::New && !have {
-                            self.announced.insert((round, sender), (h, 0));
+                            announced.insert((round, sender), (h, 0));
                         }
                     }
                     gossipsub::MessageAcceptance::Accept
@@ -915,11 +974,19 @@ impl Actor {
             }
         }
         self.announced.retain(|(_, p), _| *p != peer);
+        let contracting = self.phase == Phase::Contracting;
+        for (r, m) in self.drift_inputs.iter_mut() {
+            if *r > round || (*r == round && !contracting) {
+                m.remove(&peer);
+            }
+        }
+        self.drift_announced.retain(|(_, p), _| *p != peer);
         self.emit(Event::PeerExcluded {
             peer,
             evidence: Box::new(proof),
         });
         self.check_complete(false);
+        self.check_drift_complete(false);
     }
 
     fn on_rr(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -1025,7 +1092,11 @@ impl Actor {
     }
 
     fn lookup(&self, req: &PullRequest) -> Option<SignedPayload> {
-        let m = self.inputs.get(&req.round)?;
+        let store = match req.kind {
+            PayloadKind::Drift => &self.drift_inputs,
+            _ => &self.inputs,
+        };
+        let m = store.get(&req.round)?;
         m.values()
             .find(|i| {
                 let h = &i.payload.header.header;
@@ -1037,6 +1108,9 @@ impl Actor {
     }
 
     fn on_payload(&mut self, from: PeerId, p: SignedPayload) {
+        if p.header.header.kind == PayloadKind::Drift {
+            return self.on_drift_payload(from, p);
+        }
         if p.header.header.kind != PayloadKind::Gradient {
             self.refused(from, Reason::UnexpectedMessage.into());
             return;
@@ -1125,15 +1199,15 @@ impl Actor {
     }
 
     fn on_applied(&mut self, r: Result<ApplyResult, oneshot::error::RecvError>) {
-        match r {
-            Ok(Ok(params)) => self.latest = Some((self.round + 1, params)),
+        let params = match r {
+            Ok(Ok(params)) => params,
             Ok(Err(e)) => return self.fail(e.to_string()),
             Err(_) => return self.fail("the trainer thread stopped".into()),
-        }
+        };
         let now = Instant::now();
         let accepted = self.inputs.get(&self.round).map_or(0, BTreeMap::len);
         let rejected = self.validator.counters().rejected() - self.rejected_at_round_start;
-        self.emit(Event::RoundCompleted {
+        let report = Event::RoundCompleted {
             round: self.round,
             loss: self.loss,
             accepted,
@@ -1145,17 +1219,33 @@ impl Actor {
                     .last_input_at
                     .saturating_duration_since(self.gradient_at),
                 aggregate: now - self.aggregate_started,
+                drift: Duration::ZERO,
                 total: now - self.round_started,
             },
             honest_spread: None,
             bytes_sent: self.bytes_sent,
-        });
+        };
+        if self.drift_period > 0 && (self.round + 1).is_multiple_of(self.drift_period) {
+            // `latest` keeps the previous round's model until the step is
+            // done, so state answers never disagree about one round.
+            return self.start_drift(params, report);
+        }
+        self.latest = Some((self.round + 1, params));
+        self.finish_round(report);
+    }
+
+    /// Emits the round's report and moves on to the next round.
+    fn finish_round(&mut self, report: Event) {
+        self.emit(report);
         let done = self.round;
         self.round += 1;
         self.validator.advance(self.round);
         // Keep the round just done to answer late pulls.
         self.inputs.retain(|r, _| *r >= done);
         self.announced.retain(|(r, _), _| *r >= self.round);
+        self.drift_inputs.retain(|r, _| *r >= done);
+        self.drift_announced.retain(|(r, _), _| *r >= self.round);
+        self.drift_blind.retain(|(r, _), _| *r >= self.round);
         if self.round >= self.rounds {
             self.phase = Phase::Finished;
             info!(rounds = self.round, "finished");
@@ -1163,6 +1253,136 @@ impl Actor {
         } else {
             self.start_round();
         }
+    }
+
+    /// Starts the drift-control step after the current round: signs the
+    /// model (a `Drift` payload of this round), gossips its header, pushes
+    /// it to every roster peer, and collects the others' models.
+    fn start_drift(&mut self, params: Vec<f32>, report: Event) {
+        self.report = Some(report);
+        self.drift_started = Instant::now();
+        let payload = match SignedPayload::new_f32(
+            &self.keypair,
+            self.job,
+            self.round,
+            PayloadKind::Drift,
+            &params,
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.fail(e.to_string()),
+        };
+        let _ = self.validator.header(&payload.header);
+        self.send(adversary::honest(&payload));
+        self.drift_inputs.entry(self.round).or_default().insert(
+            self.local,
+            Input {
+                payload,
+                values: params,
+            },
+        );
+        self.phase = Phase::Drifting;
+        self.deadline = Some(Instant::now() + self.round_timeout);
+        self.check_drift_complete(false);
+    }
+
+    fn on_drift_payload(&mut self, from: PeerId, p: SignedPayload) {
+        match self.validator.payload(&p) {
+            Err(r) => {
+                self.refused(from, r);
+            }
+            Ok((_, values)) => {
+                let round = p.header.header.round;
+                let Some(sender) = p.header.header.sender_peer() else {
+                    return;
+                };
+                if round == self.round && self.phase == Phase::Contracting {
+                    return;
+                }
+                self.drift_announced.remove(&(round, sender));
+                let slot = self.drift_inputs.entry(round).or_default();
+                if let std::collections::btree_map::Entry::Vacant(e) = slot.entry(sender) {
+                    e.insert(Input { payload: p, values });
+                    self.check_drift_complete(false);
+                }
+            }
+        }
+    }
+
+    /// Closes the drift step with every non-excluded member's model, or at
+    /// the timeout with the same quorum as a round (n − f). Without a
+    /// quorum the node keeps its own model and goes on.
+    fn check_drift_complete(&mut self, timed_out: bool) {
+        if self.phase != Phase::Drifting {
+            return;
+        }
+        let have = self.drift_inputs.get(&self.round).map_or(0, BTreeMap::len);
+        let complete = have >= self.expected();
+        let enough = have >= quorum(&self.rule, self.roster.len());
+        if complete || (timed_out && enough) {
+            let models: BTreeMap<PeerId, Vec<f32>> = self
+                .drift_inputs
+                .get(&self.round)
+                .map(|m| m.iter().map(|(p, i)| (*p, i.values.clone())).collect())
+                .unwrap_or_default();
+            let (reply, rx) = oneshot::channel();
+            let job = Job::Drift {
+                round: self.round,
+                models,
+                f: self.f,
+                checkpoint: self.checkpoint.clone().map(|p| (p, self.job)),
+                reply,
+            };
+            if self.jobs.try_send(job).is_err() {
+                return self.fail("the trainer thread is gone or overloaded".into());
+            }
+            self.phase = Phase::Contracting;
+            self.deadline = None;
+            self.pending_drift = Some(rx);
+        } else if timed_out {
+            warn!(
+                round = self.round,
+                have, "drift step without a quorum; keeping the local model"
+            );
+            let own = self
+                .drift_inputs
+                .get(&self.round)
+                .and_then(|m| m.get(&self.local))
+                .map(|i| i.values.clone());
+            if let Some(own) = own {
+                self.latest = Some((self.round + 1, own));
+            }
+            self.end_drift(None);
+        }
+    }
+
+    fn on_drifted(&mut self, r: Result<DriftResult, oneshot::error::RecvError>) {
+        let (model, spread) = match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return self.fail(e.to_string()),
+            Err(_) => return self.fail("the trainer thread stopped".into()),
+        };
+        self.latest = Some((self.round + 1, model));
+        self.end_drift(Some(spread));
+    }
+
+    fn end_drift(&mut self, spread: Option<f64>) {
+        let Some(mut report) = self.report.take() else {
+            return self.fail("drift step without a round report".into());
+        };
+        let now = Instant::now();
+        if let Event::RoundCompleted {
+            timings,
+            honest_spread,
+            bytes_sent,
+            ..
+        } = &mut report
+        {
+            timings.drift = now - self.drift_started;
+            timings.total = now - self.round_started;
+            *honest_spread = spread;
+            *bytes_sent = self.bytes_sent;
+        }
+        self.finish_round(report);
     }
 
     fn on_deadline(&mut self) {
@@ -1181,6 +1401,7 @@ impl Actor {
                 }
             }
             Phase::Collecting => self.check_complete(true),
+            Phase::Drifting => self.check_drift_complete(true),
             Phase::CatchingUp => self.finish_catch_up(),
             _ => {}
         }
@@ -1226,6 +1447,9 @@ impl Actor {
     /// Asks for payloads announced on gossip but not received: first from
     /// their sender, then from the other roster peers in turn.
     fn pull_missing(&mut self) {
+        if self.phase == Phase::Drifting {
+            return self.pull_missing_drift();
+        }
         if self.phase != Phase::Collecting {
             return;
         }
@@ -1292,6 +1516,79 @@ impl Actor {
                 self.bytes_sent += bytes.len() as u64;
                 let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
                 self.pulls.insert(id, (r, sender));
+            }
+        }
+    }
+}
+
+impl Actor {
+    /// [`Actor::pull_missing`] for the drift step: announced models from
+    /// their sender then the other members in turn; after round_timeout / 5,
+    /// models never announced from their senders (3 tries each).
+    fn pull_missing_drift(&mut self) {
+        let round = self.round;
+        let n = self.roster.len();
+        let mut requests = Vec::new();
+        for ((r, sender), (h, tries)) in self.drift_announced.iter_mut() {
+            if *r != round || *tries >= n {
+                continue;
+            }
+            let start = self.roster.iter().position(|p| p == sender).unwrap_or(0);
+            let target = self.roster[(start + *tries) % n];
+            *tries += 1;
+            if target == self.local || !self.connected.contains(&target) {
+                continue;
+            }
+            requests.push((
+                target,
+                PullRequest {
+                    round,
+                    sender: h.header.sender,
+                    kind: PayloadKind::Drift,
+                    payload_hash: Some(h.header.payload_hash),
+                },
+            ));
+        }
+        let elapsed = Instant::now().saturating_duration_since(self.drift_started);
+        if elapsed >= self.round_timeout / 5 {
+            let have = self.drift_inputs.get(&round);
+            let missing: Vec<PeerId> = self
+                .roster
+                .iter()
+                .filter(|p| {
+                    **p != self.local
+                        && self.connected.contains(p)
+                        && !self.validator.is_excluded(p)
+                        && !have.is_some_and(|m| m.contains_key(p))
+                        && !self.drift_announced.contains_key(&(round, **p))
+                })
+                .copied()
+                .collect();
+            for peer in missing {
+                let tries = self.drift_blind.entry((round, peer)).or_default();
+                if *tries >= 3 {
+                    continue;
+                }
+                *tries += 1;
+                let Some(sender) = crate::wire::ed25519_public_of(&peer) else {
+                    continue;
+                };
+                requests.push((
+                    peer,
+                    PullRequest {
+                        round,
+                        sender,
+                        kind: PayloadKind::Drift,
+                        payload_hash: None,
+                    },
+                ));
+            }
+        }
+        for (target, req) in requests {
+            if let Ok(bytes) = Message::Pull(req).encode() {
+                self.bytes_sent += bytes.len() as u64;
+                let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
+                self.pulls.insert(id, (round, target));
             }
         }
     }

@@ -61,6 +61,68 @@ pub fn aggregate_inputs(
     Aggregate::<f32>::aggregate(&rule, &rows).map(|a| a.output)
 }
 
+/// One drift-control step over the models received (the node's own
+/// included), sorted by sender PeerId (the map's order): returns the
+/// coordinate-wise median of the models, which replaces the node's
+/// parameters, and the spread of the models before the step.
+///
+/// The spread is the largest pairwise L2 distance among the
+/// `models.len() − f` models closest (in L2) to the median, ties broken by
+/// sender order. A node cannot tell which models are honest; with at most f
+/// Byzantine models among at least 2f + 1, the median lies inside the honest
+/// models' range in every coordinate, every kept model is no farther from
+/// the median than some honest model, and a model far off (a wild Byzantine
+/// one) is among the f dropped. With f = 0 it is exactly the largest
+/// distance between any two models received.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use libp2p::PeerId;
+///
+/// let mut models = BTreeMap::new();
+/// models.insert(PeerId::random(), vec![1.0f32, 2.0]);
+/// models.insert(PeerId::random(), vec![1.0, 3.0]);
+/// models.insert(PeerId::random(), vec![1e9, -1e9]); // a wild model
+/// let (median, spread) = rampart_node::drift_step(&models, 1).unwrap();
+/// assert_eq!(median, vec![1.0, 2.0]);
+/// assert_eq!(spread, 1.0); // the wild model is not measured
+/// ```
+pub fn drift_step(
+    models: &BTreeMap<PeerId, Vec<f32>>,
+    f: usize,
+) -> Result<(Vec<f32>, f64), GarError> {
+    let rows: Vec<&[f32]> = models.values().map(Vec::as_slice).collect();
+    let median = Aggregate::<f32>::aggregate(&Rule::Median, &rows)?.output;
+    let mut by_distance: Vec<(f64, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (l2(r, &median), i))
+        .collect();
+    by_distance.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let keep = rows.len().saturating_sub(f).max(1);
+    let kept: Vec<&[f32]> = by_distance[..keep].iter().map(|&(_, i)| rows[i]).collect();
+    let mut spread = 0.0f64;
+    for (i, a) in kept.iter().enumerate() {
+        for b in &kept[i + 1..] {
+            spread = spread.max(l2(a, b));
+        }
+    }
+    Ok((median, spread))
+}
+
+/// L2 distance in f64 (NaN counts as infinitely far).
+fn l2(a: &[f32], b: &[f32]) -> f64 {
+    let s: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = f64::from(*x) - f64::from(*y);
+            d * d
+        })
+        .sum();
+    if s.is_nan() { f64::INFINITY } else { s.sqrt() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +141,35 @@ mod tests {
         assert!(six.check(6).is_ok());
         assert_eq!(quorum(&mb, 7), 6);
         assert_eq!(quorum(&Rule::Average, 5), 5);
+    }
+
+    #[test]
+    fn drift_step_keeps_identical_models_and_ignores_outliers() {
+        let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        let same = vec![0.1f32, -3.5, 7.25, f32::MIN_POSITIVE];
+        // Identical models, even and odd counts: the median is their bits.
+        for k in [4usize, 5] {
+            let m: BTreeMap<PeerId, Vec<f32>> =
+                peers[..k].iter().map(|p| (*p, same.clone())).collect();
+            let (med, spread) = drift_step(&m, 1).unwrap();
+            assert_eq!(
+                med.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                same.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(spread, 0.0);
+        }
+        // Four honest models within 0.5 of each other and a wild one: the
+        // median stays in the honest range, the spread ignores the outlier.
+        let mut m = BTreeMap::new();
+        for (i, p) in peers[..4].iter().enumerate() {
+            m.insert(*p, vec![i as f32 * 0.1, 1.0 + i as f32 * 0.1]);
+        }
+        m.insert(peers[4], vec![1e30, f32::NAN]);
+        let (med, spread) = drift_step(&m, 1).unwrap();
+        assert!((0.0..=0.3).contains(&med[0]) && (1.0..=1.3).contains(&med[1]));
+        assert!(spread > 0.4 && spread < 0.45, "{spread}");
+        // With f = 0 every model is measured.
+        assert_eq!(drift_step(&m, 0).unwrap().1, f64::INFINITY);
     }
 
     #[test]

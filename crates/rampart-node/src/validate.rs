@@ -262,7 +262,9 @@ impl Validator {
         if self.excluded.contains_key(&peer) {
             return self.refuse(Reason::Excluded);
         }
-        if h.kind == PayloadKind::Gradient {
+        // Gradients and drift models belong to a round; state answers
+        // (parameters) may report any round.
+        if h.kind != PayloadKind::Parameters {
             if h.round < self.round {
                 return self.refuse(Reason::RoundTooOld);
             }

@@ -121,8 +121,13 @@ impl Encoding {
 pub enum PayloadKind {
     /// The sender's gradient for the round.
     Gradient,
-    /// The sender's model parameters after the round (drift control, catch-up).
+    /// The sender's model parameters after its last completed round
+    /// (answers to state requests, for catch-up); the header's round is the
+    /// number of rounds done.
     Parameters,
+    /// The sender's model parameters after aggregating the header's round,
+    /// sent in the drift-control step that follows that round.
+    Drift,
 }
 
 /// The signed description of one payload.

@@ -41,6 +41,18 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_honest_nodes_agree_with_the_simulation() {
+    five_honest_nodes(0).await;
+}
+
+/// Drift control on (every 6 rounds, the last round included): the median
+/// of identical models is that model, so nothing changes, and the spread
+/// each step measures is exactly 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_control_keeps_honest_nodes_identical() {
+    five_honest_nodes(6).await;
+}
+
+async fn five_honest_nodes(drift: u64) {
     let n = 5;
     let rounds = 30;
     let rule = Rule::MultiBulyan {
@@ -54,6 +66,7 @@ async fn five_honest_nodes_agree_with_the_simulation() {
             .rounds(rounds)
             .round_timeout(Duration::from_secs(10))
             .job_tag("honest-5")
+            .drift_period(drift)
             .trainer(trainer(i))
     })
     .await
@@ -69,9 +82,13 @@ async fn five_honest_nodes_agree_with_the_simulation() {
                     accepted,
                     rejected,
                     excluded,
+                    honest_spread,
                     ..
                 } => {
                     assert_eq!(*round, r as u64);
+                    let drift_round = drift > 0 && (*round + 1).is_multiple_of(drift);
+                    let expected = drift_round.then_some(0.0);
+                    assert_eq!(*honest_spread, expected, "round {round}");
                     assert_eq!(*accepted, n);
                     assert_eq!(*rejected, 0);
                     assert!(excluded.is_empty());
