@@ -1,8 +1,17 @@
-//! Protocol-level Byzantine behaviours for tests and testnets (feature
-//! `test-utils`): what a faulty roster member sends instead of its honest
-//! header and payload. Value attacks (sign flip, ALIE, …) belong to
-//! `rampart-attack`; these are the attacks on the protocol itself.
+//! Byzantine behaviours for tests and testnets: what a faulty roster member
+//! sends instead of its honest header and payload.
+//!
+//! * Protocol attacks ([`Attack`]): silence, garbage bytes, wrong dimension,
+//!   non-finite values, replays, equivocation, late sends.
+//! * Value attacks ([`ValueAttack`]): the formulas of `rampart-attack` (sign
+//!   flip, IPM, ALIE, …) applied to the honest gradients of the round that
+//!   actually reached the node over the network. Such a node does not send
+//!   at the start of the round: it waits for the other members' inputs, forges
+//!   its vector from them and only then signs and sends it.
 
+use std::time::Duration;
+
+use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +37,69 @@ pub enum Attack {
     /// Signs two different payloads for the round: one to the roster peers
     /// at even positions (and on gossip), the other to the odd ones.
     Equivocate,
+    /// Sends its honest header and payload `ms` milliseconds after computing
+    /// them (within or beyond the round timeout).
+    Delay {
+        /// The delay in milliseconds.
+        ms: u64,
+    },
+}
+
+/// A value attack played from the honest inputs that reach the node
+/// ([`crate::NodeConfigBuilder::value_attack`]).
+///
+/// In each round the node computes its own gradient as usual (so its
+/// trainer's state advances like an honest one's) but sends nothing; it
+/// collects the round's inputs of the other members that are not
+/// `colluders` and not excluded ("the honest inputs"), and once it holds
+/// `ceil(wait_fraction · expected)` of them, or at `margin` before its round
+/// timeout, it forges its vector with `rampart-attack` from those it holds
+/// (in sender PeerId order, the order of aggregation) and sends it like any
+/// input. With no honest input at the deadline it forges from its own
+/// gradient. Colluders each forge from what reached them.
+///
+/// ```
+/// use rampart_node::ValueAttack;
+/// let a = ValueAttack::new(rampart_attack::Attack::Ipm { tau: 2.0 });
+/// assert_eq!(a.wait_fraction, 1.0);
+/// assert!(a.colluders.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueAttack {
+    /// The formula.
+    pub attack: rampart_attack::Attack,
+    /// The other Byzantine members: their inputs are neither waited for
+    /// nor used.
+    pub colluders: Vec<PeerId>,
+    /// Fraction of the expected honest inputs to wait for, in (0, 1].
+    pub wait_fraction: f64,
+    /// Send at the latest this long before the round timeout (`None`: a
+    /// quarter of the timeout).
+    pub margin: Option<Duration>,
+    /// The declared f given to the formula (ALIE's z_max); `None`: the
+    /// rule's f.
+    pub f: Option<usize>,
+    /// Seed of randomised attacks (Gaussian), mixed with the round.
+    pub seed: u64,
+}
+
+impl ValueAttack {
+    /// `attack`, waiting for every honest input, no colluders, seed 0.
+    pub fn new(attack: rampart_attack::Attack) -> Self {
+        Self {
+            attack,
+            colluders: Vec::new(),
+            wait_fraction: 1.0,
+            margin: None,
+            f: None,
+            seed: 0,
+        }
+    }
+
+    /// The seed of round `round`'s randomised attack.
+    pub fn round_seed(&self, round: u64) -> u64 {
+        self.seed ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
 }
 
 /// The frames a node sends for its round: a gossip message and one push per
@@ -67,7 +139,7 @@ pub(crate) fn forge(
     let sign =
         |values: &[f32]| SignedPayload::new_f32(keypair, job, round, PayloadKind::Gradient, values);
     Ok(match attack {
-        Attack::Honest => honest(honest_payload),
+        Attack::Honest | Attack::Delay { .. } => honest(honest_payload),
         Attack::Silent => Plan {
             gossip: None,
             push: [None, None],

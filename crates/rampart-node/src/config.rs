@@ -8,7 +8,7 @@ use libp2p::{Multiaddr, PeerId};
 use rampart_gar::{GarError, Rule};
 use sha2::{Digest, Sha256};
 
-use crate::adversary::Attack;
+use crate::adversary::{Attack, ValueAttack};
 use crate::trainer::Trainer;
 use crate::validate::NonFinitePolicy;
 use crate::wire::{ENVELOPE_LIMIT, JobId};
@@ -89,6 +89,7 @@ pub struct NodeConfig {
     pub(crate) dim: usize,
     pub(crate) trainer: Box<dyn Trainer>,
     pub(crate) script: Vec<Attack>,
+    pub(crate) value_attack: Option<ValueAttack>,
     pub(crate) checkpoint: Option<PathBuf>,
     pub(crate) drift_period: u64,
 }
@@ -144,6 +145,7 @@ pub struct NodeConfigBuilder {
     job_tag: Vec<u8>,
     trainer: Option<Box<dyn Trainer>>,
     script: Vec<Attack>,
+    value_attack: Option<ValueAttack>,
     checkpoint_dir: Option<PathBuf>,
     drift_period: u64,
 }
@@ -169,6 +171,7 @@ impl Default for NodeConfigBuilder {
             job_tag: Vec::new(),
             trainer: None,
             script: Vec::new(),
+            value_attack: None,
             checkpoint_dir: None,
             drift_period: 0,
         }
@@ -281,6 +284,14 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Testnets only: makes this node a value attacker that forges its
+    /// input of every round from the honest inputs that reached it (see
+    /// [`ValueAttack`]); it takes precedence over [`Self::adversary`].
+    pub fn value_attack(mut self, attack: ValueAttack) -> Self {
+        self.value_attack = Some(attack);
+        self
+    }
+
     /// Checks every invariant and builds the configuration.
     pub fn build(self) -> Result<NodeConfig, ConfigError> {
         let keypair = self.keypair.ok_or(ConfigError::MissingKeypair)?;
@@ -350,6 +361,7 @@ impl NodeConfigBuilder {
             dim,
             trainer,
             script: self.script,
+            value_attack: self.value_attack,
             checkpoint: self.checkpoint_dir.map(|d| d.join(CHECKPOINT_FILE)),
             drift_period: self.drift_period,
         })

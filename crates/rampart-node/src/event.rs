@@ -111,6 +111,16 @@ pub enum Event {
         /// Peer models the median was taken over.
         answers: usize,
     },
+    /// Testnets: a value attacker forged and sent its input of `round`.
+    Forged {
+        /// The round.
+        round: u64,
+        /// The honest inputs it was forged from, in PeerId order (empty: it
+        /// had none by its deadline and forged from its own gradient).
+        from: Vec<PeerId>,
+        /// The signed hash of the forged payload.
+        payload_hash: [u8; 32],
+    },
     /// The node finished its rounds.
     Finished {
         /// Rounds completed.

@@ -44,7 +44,7 @@ mod trainer;
 mod validate;
 mod wire;
 
-pub use adversary::Attack;
+pub use adversary::{Attack, ValueAttack};
 pub use config::{CHECKPOINT_FILE, ConfigError, NodeConfig, NodeConfigBuilder};
 pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]

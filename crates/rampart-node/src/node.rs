@@ -6,7 +6,7 @@
 //! aggregation run on the trainer thread, which answers each job over a
 //! `oneshot` (so no cycle of bounded channels exists).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::adversary::{self, Attack, Plan};
+use crate::adversary::{self, Attack, Plan, ValueAttack};
 use crate::config::{ConfigError, NodeConfig};
 use crate::event::{Event, RoundTimings, Status};
 use crate::round::{aggregate_inputs, drift_step, effective_rule, quorum};
@@ -31,6 +31,8 @@ use crate::wire::{
     EquivocationProof, JobId, Message, PayloadKind, PullRequest, SignError, SignedHeader,
     SignedPayload,
 };
+
+mod forge;
 
 /// Capacity of the command channel of a node.
 const COMMAND_CAPACITY: usize = 32;
@@ -282,6 +284,8 @@ enum Phase {
     Collecting,
     /// The trainer aggregates and applies.
     Aggregating,
+    /// A value attacker waits for the honest inputs to forge its own.
+    Forging,
     /// Drift control after the round: waiting for the other models.
     Drifting,
     /// The trainer takes the median of the models.
@@ -355,6 +359,16 @@ struct Actor {
     /// Pulls by (round, sender) for inputs never announced.
     blind_pulls: HashMap<(u64, PeerId), usize>,
     f: usize,
+    /// Testnets: forge the input from the honest ones received.
+    value_attack: Option<ValueAttack>,
+    /// The own gradient held while forging.
+    forging: Option<Vec<f32>>,
+    /// Plans held back by the delay attack, with when they are due.
+    delayed: VecDeque<forge::Delayed>,
+    /// Peers that sent a refused input for a round (see `note_faulty`).
+    faulty: BTreeMap<u64, BTreeSet<PeerId>>,
+    /// Rounds ahead whose inputs are buffered.
+    max_ahead: u64,
     /// Drift-control period K (0: off).
     drift_period: u64,
     /// Models received for the drift step after each round (this round's,
@@ -445,6 +459,11 @@ impl Actor {
             catch_up_resume: false,
             blind_pulls: HashMap::new(),
             f,
+            value_attack: cfg.value_attack,
+            forging: None,
+            delayed: VecDeque::new(),
+            faulty: BTreeMap::new(),
+            max_ahead: cfg.max_ahead,
             drift_period: cfg.drift_period,
             drift_inputs: BTreeMap::new(),
             drift_announced: BTreeMap::new(),
@@ -494,6 +513,7 @@ impl Actor {
         pull_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.deadline;
+            let delayed = Self::next_delayed(&self.delayed);
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 cmd = self.commands.recv() => match cmd {
@@ -525,6 +545,7 @@ impl Actor {
                     self.on_drifted(r);
                 }
                 () = sleep_opt(deadline) => self.on_deadline(),
+                () = sleep_opt(delayed) => self.send_delayed(),
                 _ = pull_tick.tick() => {
                     self.redial();
                     self.pull_missing();
@@ -823,6 +844,9 @@ impl Actor {
         self.gradient_at = Instant::now();
         self.compute_time = self.gradient_at - self.round_started;
         self.loss = loss;
+        if self.value_attack.is_some() {
+            return self.start_forging(grad);
+        }
         let payload = match SignedPayload::new_f32(
             &self.keypair,
             self.job,
@@ -850,17 +874,27 @@ impl Actor {
             Ok(plan) => plan,
             Err(e) => return self.fail(e.to_string()),
         };
-        self.send(plan);
-        if attack == Attack::Honest {
+        if matches!(attack, Attack::Honest | Attack::Delay { .. }) {
             self.last_honest = Some(payload.clone());
         }
-        self.inputs.entry(self.round).or_default().insert(
-            self.local,
-            Input {
-                payload,
-                values: grad,
-            },
-        );
+        let input = Input {
+            payload,
+            values: grad,
+        };
+        match attack {
+            // A late sender neither sends its input nor answers pulls for it
+            // before the delay.
+            Attack::Delay { ms } => self.delay(ms, plan, input),
+            // A silent node keeps its input to itself: not even pulls get it.
+            Attack::Silent => {}
+            _ => {
+                self.send(plan);
+                self.inputs
+                    .entry(self.round)
+                    .or_default()
+                    .insert(self.local, input);
+            }
+        }
         self.phase = Phase::Collecting;
         self.deadline = Some(Instant::now() + self.round_timeout);
         self.check_complete(false);
@@ -987,6 +1021,7 @@ impl Actor {
         });
         self.check_complete(false);
         self.check_drift_complete(false);
+        self.try_forge(false);
     }
 
     fn on_rr(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -1001,7 +1036,13 @@ impl Actor {
             } => {
                 let response = match self.validator.decode(&request) {
                     Err(r) => {
+                        let reject = r.reason.is_reject();
                         self.refused(peer, r);
+                        if reject {
+                            // The round is unknown: the peer's first one
+                            // not answered yet.
+                            self.note_faulty(peer, None);
+                        }
                         return;
                     }
                     Ok(Message::Push(p)) => {
@@ -1117,7 +1158,11 @@ impl Actor {
         }
         match self.validator.payload(&p) {
             Err(r) => {
+                let reject = r.reason.is_reject();
                 self.refused(from, r);
+                if reject && p.header.header.sender_peer() == Some(from) {
+                    self.note_faulty(from, Some(p.header.header.round));
+                }
             }
             Ok((_, values)) => {
                 let round = p.header.header.round;
@@ -1136,6 +1181,7 @@ impl Actor {
                         self.last_input_at = Instant::now();
                     }
                     self.check_complete(false);
+                    self.try_forge(false);
                 }
             }
         }
@@ -1154,10 +1200,14 @@ impl Actor {
         }
         let have = self.inputs.get(&self.round).map_or(0, BTreeMap::len);
         let n = self.roster.len();
-        let complete = have >= self.expected();
+        let expected = self.expected();
+        let complete = have >= expected;
         let enough = have >= quorum(&self.rule, n)
             && effective_rule(&self.rule, n, have).check(have).is_ok();
-        if complete || (timed_out && enough) {
+        // Peers that sent only refused inputs this round will not send a
+        // valid one: with a quorum, the round need not wait for them.
+        let answered = enough && have + self.faulty_in_round() >= expected;
+        if complete || answered || (timed_out && enough) {
             self.aggregate();
         } else if timed_out {
             // Without a quorum at the timeout this node is probably behind
@@ -1401,6 +1451,7 @@ impl Actor {
                 }
             }
             Phase::Collecting => self.check_complete(true),
+            Phase::Forging => self.try_forge(true),
             Phase::Drifting => self.check_drift_complete(true),
             Phase::CatchingUp => self.finish_catch_up(),
             _ => {}
@@ -1450,7 +1501,7 @@ impl Actor {
         if self.phase == Phase::Drifting {
             return self.pull_missing_drift();
         }
-        if self.phase != Phase::Collecting {
+        if !matches!(self.phase, Phase::Collecting | Phase::Forging) {
             return;
         }
         let round = self.round;
