@@ -631,12 +631,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     if let Some(a) = protocol_attack(&s.role) {
         builder = builder.adversary([a]);
     }
-    if job.drift_period > 0 {
-        tracing::warn!(
-            period = job.drift_period,
-            "drift control is not available in this node version; drift_period is ignored"
-        );
-    }
+    builder = builder.drift_period(job.drift_period);
     let config = builder.build().context("invalid node configuration")?;
     let job_id = config.job().to_hex();
     tracing::info!(peer = %me, index, job = %job_id, role = %s.role, "starting node");

@@ -270,8 +270,10 @@ impl NodeConfigBuilder {
     /// Drift control: after every `k`-th round (rounds k − 1, 2k − 1, …)
     /// the nodes exchange their parameters and replace them by the
     /// coordinate-wise median of the models received (see
-    /// [`crate::drift_step`]). 0 (the default) turns it off. Part of the job
-    /// id when positive: every member must use the same period.
+    /// [`crate::drift_step`]). 0 (the default) turns it off. Every member
+    /// must use the same period; it is not part of the job id, so put it in
+    /// the [`job_tag`](Self::job_tag) (the CLI's roster tag hashes the whole
+    /// job description, this period included).
     pub fn drift_period(mut self, k: u64) -> Self {
         self.drift_period = k;
         self
@@ -337,13 +339,7 @@ impl NodeConfigBuilder {
         if self.round_timeout.is_zero() {
             return Err(ConfigError::Zero("round_timeout"));
         }
-        let mut tag = self.job_tag.clone();
-        if self.drift_period > 0 {
-            // Job ids without drift control stay as they were.
-            tag.extend_from_slice(b"\0drift=");
-            tag.extend_from_slice(&self.drift_period.to_le_bytes());
-        }
-        let job = job_id(&roster, &self.rule, dim, &tag);
+        let job = job_id(&roster, &self.rule, dim, &self.job_tag);
         Ok(NodeConfig {
             keypair,
             local,
@@ -437,7 +433,6 @@ mod tests {
             .drift_period(5)
             .build()
             .unwrap();
-        assert_ne!(c.job(), c4.job());
         assert_eq!(c4.drift_period, 5);
     }
 
