@@ -24,10 +24,23 @@
 //! addrs = ["/ip4/10.0.0.1/tcp/4001"]
 //! ```
 //!
-//! The member order is the node index used for data shards and seeds. The
-//! **job tag** is the SHA-256 of the canonical roster (the job section as
-//! canonical JSON, then the members' PeerIds in file order; addresses are
-//! only hints and are left out); the node mixes it into its job id.
+//! `rampart roster new` and `rampart roster add` write such files.
+//!
+//! # Canonical form and job id
+//!
+//! The **roster tag** ([`Roster::tag`]) is the SHA-256 of the canonical
+//! roster: a domain string, then the `[job]` section as JSON with its
+//! fields in declaration order and defaults filled in (a key left out
+//! equals its default written out; numbers in shortest round-trip form),
+//! then the members' PeerIds sorted by their bytes. Comments, formatting,
+//! key order, member order and addresses (only dialling hints) do not
+//! enter it. The node mixes the tag into its **job id** (with the sorted
+//! PeerIds, the rule and the model dimension), which `rampart roster id`
+//! prints, the node logs at start and the protocol names carry.
+//!
+//! A member's node index (its data shard and sampling seed) is the rank of
+//! its PeerId among the sorted PeerIds, so it does not depend on the file
+//! order either.
 
 use std::path::Path;
 
@@ -81,12 +94,24 @@ mod peer_string {
 impl Roster {
     /// Reads and checks a roster file.
     pub fn load(path: &Path) -> Result<Self> {
+        let r = Self::load_unchecked(path)?;
+        r.validate()
+            .with_context(|| format!("roster {}", path.display()))?;
+        Ok(r)
+    }
+
+    /// Reads a roster file that may still be incomplete (fewer members than
+    /// the rule needs, as while `rampart roster add` fills it): the syntax,
+    /// the job section and the member list are checked, not the rule's
+    /// precondition.
+    pub fn load_unchecked(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read roster {}", path.display()))?;
         let r: Self = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))
+            .map_err(|e| anyhow::anyhow!("{}", e.message().trim()))
             .with_context(|| format!("roster {}", path.display()))?;
-        r.validate()
+        r.validate_members()
+            .and_then(|()| r.job.validate())
             .with_context(|| format!("roster {}", path.display()))?;
         Ok(r)
     }
@@ -99,6 +124,16 @@ impl Roster {
 
     /// Checks the invariants: n, distinct members, the rule's precondition.
     pub fn validate(&self) -> Result<()> {
+        self.validate_members()?;
+        self.job.validate()?;
+        let rule = self.job.rule()?;
+        rule.check(self.n)
+            .map_err(|e| anyhow::anyhow!("rule {} with n = {}: {e}", rule.id(), self.n))?;
+        Ok(())
+    }
+
+    /// Checks n against the member list and that no member is listed twice.
+    fn validate_members(&self) -> Result<()> {
         if self.n != self.members.len() {
             bail!(
                 "n = {} but {} members are listed",
@@ -112,16 +147,20 @@ impl Roster {
         if peers.len() != self.members.len() {
             bail!("a member is listed twice");
         }
-        self.job.validate()?;
-        let rule = self.job.rule()?;
-        rule.check(self.n)
-            .map_err(|e| anyhow::anyhow!("rule {} with n = {}: {e}", rule.id(), self.n))?;
         Ok(())
     }
 
-    /// Index of `peer` in the member list.
+    /// The members' PeerIds, sorted (the canonical order).
+    pub fn sorted_peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self.members.iter().map(|m| m.peer).collect();
+        peers.sort();
+        peers
+    }
+
+    /// The node index of `peer`: its rank among the sorted PeerIds (see the
+    /// module docs), or `None` for a non-member.
     pub fn index_of(&self, peer: &PeerId) -> Option<usize> {
-        self.members.iter().position(|m| m.peer == *peer)
+        self.sorted_peers().iter().position(|p| p == peer)
     }
 
     /// SHA-256 of the canonical roster (see the module docs).
@@ -132,9 +171,10 @@ impl Roster {
         let job = serde_json::to_vec(&self.job).unwrap_or_default();
         h.update((job.len() as u64).to_le_bytes());
         h.update(&job);
-        h.update((self.members.len() as u64).to_le_bytes());
-        for m in &self.members {
-            let b = m.peer.to_bytes();
+        let peers = self.sorted_peers();
+        h.update((peers.len() as u64).to_le_bytes());
+        for p in &peers {
+            let b = p.to_bytes();
             h.update((b.len() as u64).to_le_bytes());
             h.update(&b);
         }
@@ -203,6 +243,12 @@ mod tests {
             .addrs
             .push("/ip4/127.0.0.1/tcp/1".parse().unwrap());
         assert_eq!(r.tag(), tag);
+        // Member order does not matter either, and indices follow PeerIds.
+        let peer = r.members[0].peer;
+        let index = r.index_of(&peer);
+        r.members.reverse();
+        assert_eq!(r.tag(), tag);
+        assert_eq!(r.index_of(&peer), index);
         r.job.lr = 0.5;
         assert_ne!(r.tag(), tag);
     }

@@ -17,6 +17,7 @@ mod json;
 mod keygen;
 mod node;
 mod npy;
+mod roster;
 mod testnet;
 
 /// Rampart: Byzantine-robust peer-to-peer learning.
@@ -36,6 +37,11 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Run one member of a training job (see `rampart node --help`).
     Node(Box<node::NodeArgs>),
+    /// A job's roster file: create it, add members, print its job id.
+    Roster {
+        #[command(subcommand)]
+        command: roster::RosterCommand,
+    },
     /// Local testnets: every node a real process on 127.0.0.1, with a report.
     Testnet {
         #[command(subcommand)]
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
         Command::Aggregate(args) => aggregate::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Node(args) => node::run(args),
+        Command::Roster { command } => roster::run(command),
         Command::Testnet { command } => testnet::run(command),
     };
     match result {

@@ -442,13 +442,29 @@ struct JobData {
     shards: Vec<Vec<usize>>,
 }
 
-fn load_data(job: &JobSpec, n: usize, data_dir: Option<&Path>) -> Result<JobData> {
-    let kind = match job.data {
+/// The data set a job names.
+pub(crate) fn dataset_kind(job: &JobSpec) -> DatasetKind {
+    match job.data {
         DataName::Synthetic => DatasetKind::Synthetic(SyntheticConfig::new(job.seed)),
         DataName::Mnist => DatasetKind::Mnist,
         DataName::FashionMnist => DatasetKind::FashionMnist,
         DataName::Cifar10 => DatasetKind::Cifar10,
-    };
+    }
+}
+
+/// The model architecture a job names.
+pub(crate) fn model_kind(job: &JobSpec) -> ModelKind {
+    match job.model {
+        ModelName::Logreg => ModelKind::LogReg,
+        ModelName::Mlp => ModelKind::Mlp {
+            hidden: job.hidden.clone(),
+        },
+        ModelName::Cnn => ModelKind::Cnn,
+    }
+}
+
+fn load_data(job: &JobSpec, n: usize, data_dir: Option<&Path>) -> Result<JobData> {
+    let kind = dataset_kind(job);
     let dir = match (job.data, data_dir) {
         (DataName::Synthetic, d) => d.map(Path::to_path_buf).unwrap_or_default(),
         (_, Some(d)) => d.to_path_buf(),
@@ -473,13 +489,7 @@ fn load_data(job: &JobSpec, n: usize, data_dir: Option<&Path>) -> Result<JobData
 }
 
 fn build_learner(job: &JobSpec, data: &JobData, index: usize, flip: bool) -> Result<Learner> {
-    let model = match job.model {
-        ModelName::Logreg => ModelKind::LogReg,
-        ModelName::Mlp => ModelKind::Mlp {
-            hidden: job.hidden.clone(),
-        },
-        ModelName::Cnn => ModelKind::Cnn,
-    };
+    let model = model_kind(job);
     let net = model
         .build(&data.kind.sample_shape(), data.kind.num_classes(), job.seed)
         .context("cannot build the model")?;

@@ -366,7 +366,9 @@ impl NodeConfigBuilder {
 
 /// The job id: SHA-256 over a domain tag, the sorted roster, the rule (its
 /// debug form carries every parameter), the dimension and the user's tag.
-pub(crate) fn job_id(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) -> JobId {
+/// [`NodeConfigBuilder::build`] computes it; tools that print a job's id
+/// without running a node (`rampart roster id`) call it directly.
+pub fn job_id(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) -> JobId {
     let mut h = Sha256::new();
     h.update(b"rampart/job/v1\0");
     h.update((sorted_roster.len() as u64).to_le_bytes());

@@ -45,6 +45,7 @@ mod validate;
 mod wire;
 
 pub use adversary::{Attack, ValueAttack};
+pub use config::job_id;
 pub use config::{CHECKPOINT_FILE, ConfigError, NodeConfig, NodeConfigBuilder};
 pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]
