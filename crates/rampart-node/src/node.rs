@@ -609,6 +609,8 @@ impl Actor {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                // The round may have been waiting only for this peer.
+                self.check_complete(false);
             }
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { .. },
@@ -1204,9 +1206,10 @@ impl Actor {
         let complete = have >= expected;
         let enough = have >= quorum(&self.rule, n)
             && effective_rule(&self.rule, n, have).check(have).is_ok();
-        // Peers that sent only refused inputs this round will not send a
-        // valid one: with a quorum, the round need not wait for them.
-        let answered = enough && have + self.faulty_in_round() >= expected;
+        // Peers that sent only refused inputs this round, or that are not
+        // connected, will not send a valid one: with a quorum, the round
+        // need not wait for them.
+        let answered = enough && have + self.faulty_in_round() + self.unreachable() >= expected;
         if complete || answered || (timed_out && enough) {
             self.aggregate();
         } else if timed_out {

@@ -218,4 +218,23 @@ impl Actor {
                 .count()
         })
     }
+
+    /// Expected peers of the current round that are not connected (a
+    /// crashed member, for instance), sent no input and are not counted by
+    /// [`Self::faulty_in_round`]: their input cannot arrive while they are
+    /// away (payloads are pushed by their sender).
+    pub(super) fn unreachable(&self) -> usize {
+        let have = self.inputs.get(&self.round);
+        let faulty = self.faulty.get(&self.round);
+        self.roster
+            .iter()
+            .filter(|p| {
+                **p != self.local
+                    && !self.connected.contains(p)
+                    && !self.validator.is_excluded(p)
+                    && !have.is_some_and(|m| m.contains_key(p))
+                    && !faulty.is_some_and(|s| s.contains(p))
+            })
+            .count()
+    }
 }
