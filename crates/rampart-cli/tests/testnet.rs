@@ -21,6 +21,7 @@ momentum = 0.9
 batch = 32
 round_timeout_ms = 5000
 start_timeout_ms = 20000
+drift_period = 5
 eval_every = 5
 seed = 7
 timeout_s = 120
