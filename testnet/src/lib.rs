@@ -22,6 +22,7 @@
 
 pub mod matrix;
 pub mod metrics;
+pub mod netns;
 pub mod plot;
 pub mod report;
 pub mod roster;
