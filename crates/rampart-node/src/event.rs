@@ -121,6 +121,17 @@ pub enum Event {
         /// The signed hash of the forged payload.
         payload_hash: [u8; 32],
     },
+    /// Training was paused ([`crate::NodeHandle::pause`]) before `round`.
+    Paused {
+        /// The round the node will resume from (before catching up).
+        round: u64,
+    },
+    /// A paused node was resumed ([`crate::NodeHandle::resume`]); it catches
+    /// up with its peers, then trains again.
+    Unpaused {
+        /// The round it was paused at.
+        round: u64,
+    },
     /// The node finished its rounds.
     Finished {
         /// Rounds completed.
@@ -152,4 +163,7 @@ pub struct Status {
     pub counters: Counters,
     /// Excluded peers.
     pub excluded: Vec<PeerId>,
+    /// Whether training is paused.
+    #[serde(default)]
+    pub paused: bool,
 }

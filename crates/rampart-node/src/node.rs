@@ -76,6 +76,7 @@ enum Command {
     Status(oneshot::Sender<Status>),
     Parameters(oneshot::Sender<Result<Vec<f32>, NodeError>>),
     Dial(PeerId, Multiaddr),
+    Pause(bool, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -139,6 +140,23 @@ impl NodeHandle {
             .send(Command::Dial(peer, addr))
             .await
             .map_err(|_| NodeError::Closed)
+    }
+
+    /// Pauses training: the round in progress (if any) completes, then the
+    /// node computes no further gradients until [`NodeHandle::resume`]
+    /// ([`Event::Paused`] when it stops). A paused node stays connected and
+    /// keeps answering pulls and state requests, so its peers (which close
+    /// rounds without it at the timeout, if f ≥ 1) are not held up.
+    pub async fn pause(&self) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Pause(true, tx)).await
+    }
+
+    /// Resumes a paused node: it first asks its peers where they are and
+    /// catches up (the coordinate-wise median of the models of the round
+    /// 2f + 1 of them reached, as after a restart), then trains again
+    /// ([`Event::Unpaused`]).
+    pub async fn resume(&self) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Pause(false, tx)).await
     }
 
     /// Stops the node and waits until it has.
@@ -290,6 +308,9 @@ enum Phase {
     Drifting,
     /// The trainer takes the median of the models.
     Contracting,
+    /// Paused by the handle before starting the round (still answers
+    /// pulls and state requests).
+    Paused,
     /// All rounds done (the node keeps answering pulls until stopped).
     Finished,
 }
@@ -382,6 +403,8 @@ struct Actor {
     /// The round's `RoundCompleted`, held back during its drift step.
     report: Option<Event>,
     drift_started: Instant,
+    /// Whether training is paused (takes effect at the next round start).
+    paused: bool,
 }
 
 impl Actor {
@@ -471,6 +494,7 @@ impl Actor {
             pending_drift: None,
             report: None,
             drift_started: now,
+            paused: false,
         })
     }
 
@@ -566,6 +590,7 @@ impl Actor {
                     connected: self.connected.iter().copied().collect(),
                     counters: self.validator.counters().clone(),
                     excluded: self.validator.excluded().copied().collect(),
+                    paused: self.paused,
                 });
             }
             Command::Parameters(reply) => {
@@ -583,6 +608,19 @@ impl Actor {
                     remember(&mut self.addresses, peer, addr.clone());
                     self.swarm.add_peer_address(peer, addr);
                     self.dial(peer);
+                }
+            }
+            Command::Pause(pause, reply) => {
+                let _ = reply.send(());
+                if pause != self.paused {
+                    self.paused = pause;
+                    if !pause && self.phase == Phase::Paused {
+                        info!(round = self.round, "resuming");
+                        self.emit(Event::Unpaused { round: self.round });
+                        // The peers went on meanwhile: join them.
+                        self.catch_up_resume = false;
+                        self.catch_up();
+                    }
                 }
             }
             Command::Shutdown(_) => {}
@@ -813,6 +851,13 @@ impl Actor {
     }
 
     fn start_round(&mut self) {
+        if self.paused {
+            info!(round = self.round, "paused");
+            self.phase = Phase::Paused;
+            self.deadline = None;
+            self.emit(Event::Paused { round: self.round });
+            return;
+        }
         self.phase = Phase::Computing;
         self.deadline = None;
         self.round_started = Instant::now();
