@@ -42,7 +42,8 @@ pub enum MetricLine {
         round: u64,
         /// Test accuracy as a fraction.
         accuracy: f64,
-        /// Mean test loss.
+        /// Mean test loss (NaN for a diverged model).
+        #[serde(deserialize_with = "nan_if_null")]
         loss: f64,
         /// Where the parameters of that round were written, if asked
         /// (`--snapshot-dir`).
@@ -57,7 +58,8 @@ pub enum MetricLine {
         rounds: u64,
         /// Final test accuracy.
         accuracy: f64,
-        /// Final test loss.
+        /// Final test loss (NaN for a diverged model).
+        #[serde(deserialize_with = "nan_if_null")]
         loss: f64,
         /// SHA-256 (hex) of the final flat parameters (f32 little-endian).
         model_hash: String,
@@ -69,6 +71,13 @@ pub enum MetricLine {
         /// sum of `RoundCompleted.bytes_sent`; no transport overhead).
         bytes_sent: u64,
     },
+}
+
+/// Reads `null` as NaN: JSON has no NaN or ±∞, so the node's writer puts
+/// `null` for them (the loss of a diverged model), and the line must still
+/// be read (it carries the accuracy and the model hash).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// The `RoundCompleted` fields the testnet uses.
@@ -144,4 +153,34 @@ pub fn rejected_reason(event: &serde_json::Value) -> Option<String> {
 pub fn failed(event: &serde_json::Value) -> Option<String> {
     let e = event.get("Failed")?.get("error")?;
     Some(e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MetricLine;
+
+    #[test]
+    fn a_diverged_models_lines_are_still_read() {
+        let eval = MetricLine::Eval {
+            t_ms: 1,
+            round: 4,
+            accuracy: 0.098,
+            loss: f64::NAN,
+            snapshot: None,
+        };
+        let text = serde_json::to_string(&eval).unwrap();
+        assert!(text.contains("\"loss\":null"), "{text}");
+        match serde_json::from_str::<MetricLine>(&text).unwrap() {
+            MetricLine::Eval { accuracy, loss, .. } => {
+                assert_eq!(accuracy, 0.098);
+                assert!(loss.is_nan());
+            }
+            other => panic!("{other:?}"),
+        }
+        let fin = r#"{"kind":"final","t_ms":9,"rounds":3,"accuracy":0.1,"loss":null,"model_hash":"ab","counters":{},"excluded":[],"bytes_sent":0}"#;
+        assert!(matches!(
+            serde_json::from_str::<MetricLine>(fin).unwrap(),
+            MetricLine::Final { loss, .. } if loss.is_nan()
+        ));
+    }
 }

@@ -345,6 +345,18 @@ impl Orchestrator<'_> {
                     .map(|a| format!("{a}/p2p/{}", s.record.peer))
             })
             .collect();
+        // A value attacker neither waits for nor uses the other Byzantine
+        // nodes' inputs.
+        let colluders: Vec<String> = if self.slots[i].plan.behaviour.is_value_attack() {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(j, s)| *j != i && s.plan.behaviour.is_byzantine())
+                .map(|(_, s)| s.record.peer.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let slot = &mut self.slots[i];
         slot.generation += 1;
         slot.record.starts += 1;
@@ -375,6 +387,9 @@ impl Orchestrator<'_> {
         }
         for b in &bootstrap {
             cmd.arg("--bootstrap").arg(b);
+        }
+        for c in &colluders {
+            cmd.arg("--colluder").arg(c);
         }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn,rampart_node=info,rampart=info");

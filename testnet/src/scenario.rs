@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::roster::{Member, Roster, testnet_key};
 use crate::spec::{
-    Behaviour, DataName, JobSpec, ModelName, PartitionSpec, RuleName, default_eval_every,
-    default_hidden,
+    Behaviour, DataName, JobSpec, ModelName, NonFinite, PartitionSpec, RuleName,
+    default_eval_every, default_hidden,
 };
 
 /// The built-in quickstart scenario (`rampart testnet up` with no file).
@@ -38,6 +38,9 @@ pub struct RoleSpec {
     /// Which honest gradient `mimic` copies (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idx: Option<usize>,
+    /// How late `delay` sends, in milliseconds (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
     /// Kill these nodes (SIGKILL) once they completed this round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_at: Option<u64>,
@@ -60,10 +63,16 @@ impl RoleSpec {
             ("sigma", self.sigma),
             ("mu", self.mu),
             ("idx", self.idx.map(|i| i as f64)),
+            ("ms", self.ms.map(|v| v as f64)),
         ] {
             if let Some(v) = v {
                 params.push((k.to_owned(), v));
             }
+        }
+        if self.behaviour == "crash"
+            && let Some(at) = self.crash_at
+        {
+            params.push(("at".to_owned(), at as f64));
         }
         Behaviour::from_parts(&self.behaviour, &params)
     }
@@ -77,6 +86,7 @@ impl RoleSpec {
             sigma: None,
             mu: None,
             idx: None,
+            ms: None,
             crash_at: None,
             restart_at: None,
         };
@@ -88,6 +98,8 @@ impl RoleSpec {
                 r.mu = Some(mu);
                 r.sigma = Some(sigma);
             }
+            Behaviour::Delay { ms } => r.ms = Some(ms),
+            Behaviour::Crash { at } => r.crash_at = Some(at),
             _ => {}
         }
         r
@@ -140,6 +152,9 @@ pub struct Scenario {
     /// Evaluate every this many rounds.
     #[serde(default = "default_eval_every")]
     pub eval_every: u64,
+    /// `reject` (default) or `aggregate` inputs holding NaN or ±∞.
+    #[serde(default, skip_serializing_if = "NonFinite::is_reject")]
+    pub non_finite: NonFinite,
     /// Seed of keys, model, data, partition and batches.
     pub seed: u64,
     /// Give up (kill every node) after this many seconds.
@@ -214,6 +229,7 @@ impl Scenario {
             start_timeout_ms: self.start_timeout_ms,
             drift_period: self.drift_period,
             eval_every: self.eval_every,
+            non_finite: self.non_finite,
         }
     }
 
@@ -257,10 +273,14 @@ impl Scenario {
                     low += 1;
                     low - 1
                 };
+                let crash_at = match b {
+                    Behaviour::Crash { at } => Some(at),
+                    _ => role.crash_at,
+                };
                 plans[i] = NodePlan {
                     index: i,
                     behaviour: b.clone(),
-                    crash_at: role.crash_at,
+                    crash_at,
                     restart_at: role.restart_at,
                 };
             }

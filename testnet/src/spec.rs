@@ -250,6 +250,29 @@ pub struct JobSpec {
     /// last); 0 evaluates only after the last.
     #[serde(default = "default_eval_every")]
     pub eval_every: u64,
+    /// What honest nodes do with inputs holding NaN or ±∞: `reject` them at
+    /// validation (the default), or `aggregate` them (the rule must cope:
+    /// the Inf and NaN attacks then reach it).
+    #[serde(default, skip_serializing_if = "NonFinite::is_reject")]
+    pub non_finite: NonFinite,
+}
+
+/// Treatment of inputs holding NaN or ±∞ (the job's `non_finite` key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonFinite {
+    /// Refused at validation, like any other invalid input.
+    #[default]
+    Reject,
+    /// Handed to the aggregation rule.
+    Aggregate,
+}
+
+impl NonFinite {
+    /// Whether this is the default, [`NonFinite::Reject`].
+    pub fn is_reject(&self) -> bool {
+        *self == Self::Reject
+    }
 }
 
 pub(crate) fn default_hidden() -> Vec<usize> {
@@ -344,11 +367,22 @@ pub enum Behaviour {
     Replay,
     /// Signs two payloads for the round and sends each to half the peers.
     Equivocate,
+    /// Sends its honest input `ms` milliseconds late.
+    Delay {
+        /// The delay.
+        ms: u64,
+    },
+    /// Trains honestly until the testnet kills it after round `at` (it is
+    /// not restarted).
+    Crash {
+        /// The last round it completes.
+        at: u64,
+    },
 }
 
 impl Behaviour {
     /// Every behaviour name.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 17] = [
         "honest",
         "sign-flip",
         "ipm",
@@ -364,6 +398,8 @@ impl Behaviour {
         "non-finite",
         "replay",
         "equivocate",
+        "delay",
+        "crash",
     ];
 
     /// The behaviour's name.
@@ -384,7 +420,24 @@ impl Behaviour {
             Self::NonFinite => "non-finite",
             Self::Replay => "replay",
             Self::Equivocate => "equivocate",
+            Self::Delay { .. } => "delay",
+            Self::Crash { .. } => "crash",
         }
+    }
+
+    /// Whether the node forges its input from the honest ones it receives
+    /// (a value attack other than label flip, which is a data attack).
+    pub fn is_value_attack(&self) -> bool {
+        matches!(
+            self,
+            Self::SignFlip
+                | Self::Ipm { .. }
+                | Self::Alie { .. }
+                | Self::Mimic { .. }
+                | Self::Gaussian { .. }
+                | Self::Inf
+                | Self::Nan
+        )
     }
 
     /// Whether the node is Byzantine.
@@ -424,6 +477,12 @@ impl Behaviour {
             "non-finite" => Self::NonFinite,
             "replay" => Self::Replay,
             "equivocate" => Self::Equivocate,
+            "delay" => Self::Delay {
+                ms: take.get("ms")?.map_or(1000, |v| v.max(0.0) as u64),
+            },
+            "crash" => Self::Crash {
+                at: take.get("at")?.map_or(10, |v| v.max(0.0) as u64),
+            },
             _ => bail!(
                 "unknown behaviour {name:?} (one of: {})",
                 Self::NAMES.join(", ")
@@ -471,6 +530,8 @@ impl fmt::Display for Behaviour {
             Self::Ipm { tau } => write!(f, ":tau={tau}"),
             Self::Alie { tau: Some(t) } => write!(f, ":tau={t}"),
             Self::Mimic { idx } if *idx != 0 => write!(f, ":idx={idx}"),
+            Self::Delay { ms } => write!(f, ":ms={ms}"),
+            Self::Crash { at } => write!(f, ":at={at}"),
             Self::Gaussian { mu, sigma } => {
                 if *mu != 0.0 {
                     write!(f, ":mu={mu}")?;
@@ -544,6 +605,8 @@ mod tests {
             "gaussian:sigma=100",
             "inf",
             "silent",
+            "delay:ms=4000",
+            "crash:at=20",
         ] {
             let b: Behaviour = s.parse().unwrap();
             assert_eq!(b.to_string(), s);

@@ -21,13 +21,14 @@ use rampart_learn::{
 };
 use rampart_node::{Event, JobId, NodeConfig, NodeHandle, Trainer, TrainerError};
 use rampart_testnet::metrics::MetricLine;
+use rampart_testnet::spec::NonFinite;
 use rampart_testnet::{Behaviour, DataName, JobSpec, ModelName, PartitionSpec, Roster};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 const AFTER_HELP: &str = "\
 Configuration file (--config): TOML with the keys key, roster, listen, bootstrap, data_dir,
-checkpoint_dir, metrics, log_format, role, snapshot_dir, each meaning the same as the flag
+checkpoint_dir, metrics, log_format, role, colluders, snapshot_dir, each meaning the same as the flag
 of that name (listen and bootstrap are arrays). Relative paths are relative to the file.
 Unknown keys are an error. Flags override the file.
 
@@ -84,10 +85,16 @@ pub(crate) struct NodeArgs {
 
     /// This node's role, for testnets: honest, or a Byzantine behaviour with parameters
     /// (sign-flip, ipm[:tau=T], alie[:tau=T], mimic[:idx=I], gaussian[:mu=M][:sigma=S], inf,
-    /// nan, label-flip, silent, garbage, wrong-dimension, non-finite, replay, equivocate)
-    /// [default: honest].
+    /// nan, label-flip, silent, garbage, wrong-dimension, non-finite, replay, equivocate,
+    /// delay[:ms=M], crash[:at=R]) [default: honest]. Value attacks (sign-flip to nan) forge
+    /// each round's input from the other members' inputs of the round that reached this node.
     #[arg(long, value_name = "BEHAVIOUR")]
     role: Option<String>,
+
+    /// For value attacks: a fellow Byzantine member (PEERID), whose inputs this node neither
+    /// waits for nor forges from (repeatable).
+    #[arg(long, value_name = "PEERID")]
+    colluder: Vec<String>,
 
     /// Write the parameters at each evaluated round to DIR/params-<round>.f32 (raw f32
     /// little-endian), for measuring the distance between models.
@@ -126,6 +133,8 @@ struct NodeFile {
     metrics: Option<String>,
     log_format: Option<LogFormat>,
     role: Option<String>,
+    #[serde(default)]
+    colluders: Vec<String>,
     snapshot_dir: Option<PathBuf>,
 }
 
@@ -140,6 +149,7 @@ struct Settings {
     metrics: Option<String>,
     log_format: LogFormat,
     role: Behaviour,
+    colluders: Vec<PeerId>,
     snapshot_dir: Option<PathBuf>,
     stop_on_stdin_eof: bool,
 }
@@ -198,6 +208,18 @@ fn merge(args: &NodeArgs) -> Result<Settings> {
         Some(r) => r.parse().with_context(|| format!("role {r:?}"))?,
         None => Behaviour::Honest,
     };
+    let colluders_s = if args.colluder.is_empty() {
+        file.colluders.clone()
+    } else {
+        args.colluder.clone()
+    };
+    let colluders = colluders_s
+        .iter()
+        .map(|c| {
+            c.parse::<PeerId>()
+                .map_err(|e| anyhow::anyhow!("colluder {c:?} is not a peer id: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Settings {
         key,
         roster,
@@ -217,6 +239,7 @@ fn merge(args: &NodeArgs) -> Result<Settings> {
         }),
         log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         role,
+        colluders,
         snapshot_dir: args
             .snapshot_dir
             .clone()
@@ -302,28 +325,16 @@ struct FinalEval {
 }
 
 /// The node's trainer: a `rampart-learn` learner that also evaluates on the
-/// test set, writes parameter snapshots, and, for value attacks, forges
-/// its gradient from the honest ones.
+/// test set and writes parameter snapshots. (Value attacks are played by
+/// the node library, from the inputs that reach the node: see
+/// `rampart_node::ValueAttack`.)
 struct NodeTrainer {
     learner: Learner,
     test: Dataset,
     job: JobSpec,
     sink: Sink,
     snapshot_dir: Option<PathBuf>,
-    attack: Option<ValueAttack>,
     last: Arc<Mutex<Option<FinalEval>>>,
-}
-
-/// An omniscient value attacker: it knows every honest member's shard and
-/// sampler (the roster and seed are public to members), so it recomputes
-/// the honest gradients of the round at its own parameters (which equal
-/// the honest ones: it applies the same aggregates) and forges from them.
-struct ValueAttack {
-    attack: rampart_attack::Attack,
-    honest: Vec<Learner>,
-    n: usize,
-    f: usize,
-    seed: u64,
 }
 
 fn hash_params(p: &[f32]) -> String {
@@ -339,26 +350,9 @@ impl Trainer for NodeTrainer {
         self.learner.dim()
     }
 
-    fn gradient(&mut self, round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
+    fn gradient(&mut self, _round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
         let own = self.learner.next_gradient().map_err(TrainerError::new)?;
-        let loss = self.learner.last_loss();
-        let Some(va) = &mut self.attack else {
-            return Ok((loss, own));
-        };
-        let params = self.learner.parameters().map_err(TrainerError::new)?;
-        let mut grads = Vec::with_capacity(va.honest.len());
-        for l in &mut va.honest {
-            l.set_parameters(&params).map_err(TrainerError::new)?;
-            grads.push(l.next_gradient().map_err(TrainerError::new)?);
-        }
-        let rows: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
-        let ctx = rampart_attack::ForgeContext {
-            n: va.n,
-            f: va.f,
-            seed: va.seed ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        };
-        let forged = va.attack.forge(&rows, &ctx).map_err(TrainerError::new)?;
-        Ok((loss, forged))
+        Ok((self.learner.last_loss(), own))
     }
 
     fn apply(&mut self, update: &[f32], round: u64) -> Result<(), TrainerError> {
@@ -536,15 +530,19 @@ fn value_attack(b: &Behaviour) -> Option<rampart_attack::Attack> {
     })
 }
 
-fn protocol_attack(b: &Behaviour) -> Option<rampart_node::Attack> {
+/// The node library's script for a protocol attack. A replaying node
+/// alternates: an honest round, then a replay of that round's payload in
+/// the next one (a node that never sent honestly has nothing to replay).
+fn protocol_attack(b: &Behaviour) -> Option<Vec<rampart_node::Attack>> {
     use rampart_node::Attack as A;
-    Some(match b {
-        Behaviour::Silent => A::Silent,
-        Behaviour::Garbage => A::Garbage,
-        Behaviour::WrongDimension => A::WrongDimension,
-        Behaviour::NonFinite => A::NonFinite,
-        Behaviour::Replay => A::Replay,
-        Behaviour::Equivocate => A::Equivocate,
+    Some(match *b {
+        Behaviour::Silent => vec![A::Silent],
+        Behaviour::Garbage => vec![A::Garbage],
+        Behaviour::WrongDimension => vec![A::WrongDimension],
+        Behaviour::NonFinite => vec![A::NonFinite],
+        Behaviour::Replay => vec![A::Honest, A::Replay],
+        Behaviour::Equivocate => vec![A::Equivocate],
+        Behaviour::Delay { ms } => vec![A::Delay { ms }],
         _ => return None,
     })
 }
@@ -581,25 +579,13 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let n = roster.n;
     let data = load_data(&job, n, s.data_dir.as_deref())?;
     let learner = build_learner(&job, &data, index, s.role == Behaviour::LabelFlip)?;
-    let attack = match value_attack(&s.role) {
-        Some(attack) => {
-            // The honest members' learners, as the attacker recomputes them
-            // (every member but itself; it cannot tell the other Byzantine
-            // members apart, which only makes its estimate noisier).
-            let honest = (0..n)
-                .filter(|&i| i != index)
-                .map(|i| build_learner(&job, &data, i, false))
-                .collect::<Result<Vec<_>>>()?;
-            Some(ValueAttack {
-                attack,
-                honest,
-                n,
-                f: job.f,
-                seed: learner_seed(&job, index),
-            })
-        }
-        None => None,
-    };
+    let attack = value_attack(&s.role).map(|attack| {
+        let mut va = rampart_node::ValueAttack::new(attack);
+        va.colluders = s.colluders.clone();
+        va.f = Some(job.f);
+        va.seed = learner_seed(&job, index);
+        va
+    });
     let sink = Sink::open(s.metrics.as_deref())?;
     let last = Arc::new(Mutex::new(None));
     let dim = learner.dim();
@@ -609,7 +595,6 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         job: job.clone(),
         sink: sink.clone(),
         snapshot_dir: s.snapshot_dir.clone(),
-        attack,
         last: last.clone(),
     };
     drop(data.train);
@@ -638,8 +623,14 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     if let Some(d) = &s.checkpoint_dir {
         builder = builder.checkpoint_dir(d);
     }
-    if let Some(a) = protocol_attack(&s.role) {
-        builder = builder.adversary([a]);
+    if let Some(script) = protocol_attack(&s.role) {
+        builder = builder.adversary(script);
+    }
+    if let Some(va) = attack {
+        builder = builder.value_attack(va);
+    }
+    if job.non_finite == NonFinite::Aggregate {
+        builder = builder.non_finite(rampart_node::NonFinitePolicy::PassToRule);
     }
     builder = builder.drift_period(job.drift_period);
     let config = builder.build().context("invalid node configuration")?;

@@ -167,6 +167,7 @@ fn new(a: &NewArgs) -> Result<()> {
         start_timeout_ms: a.start_timeout_ms,
         drift_period: a.drift_period,
         eval_every: a.eval_every,
+        non_finite: Default::default(),
     };
     job.validate().context("invalid job")?;
     let roster = Roster {
