@@ -46,7 +46,11 @@ fn ip(args: &[&str]) -> Result<()> {
 /// Why namespaces cannot be created here, or `Ok` when they can: `ip` must
 /// run and a probe namespace must be created and deleted.
 pub fn available() -> Result<()> {
-    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    let probe = format!(
+        "{PREFIX}{}-{}-probe",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    );
     ip(&["netns", "add", &probe])?;
     ip(&["netns", "del", &probe])
 }

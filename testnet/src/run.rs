@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::metrics::{self, MetricLine, RoundInfo};
+use crate::netns::Lab;
 use crate::roster::{testnet_key, write_key};
 use crate::scenario::{NodePlan, Scenario};
 
@@ -158,6 +159,10 @@ struct Slot {
     finished: bool,
     crashed: bool,
     restarted: bool,
+    /// Set while the node is cut off: the round the others had completed.
+    cut_at: Option<u64>,
+    /// Whether its partition was healed.
+    healed: bool,
     record: NodeRecord,
     snapshots: BTreeMap<u64, PathBuf>,
 }
@@ -213,17 +218,29 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunRecord> {
             finished: false,
             crashed: false,
             restarted: false,
+            cut_at: None,
+            healed: false,
             record,
             snapshots: BTreeMap::new(),
         });
     }
 
+    let lab = if scenario.namespaces {
+        crate::netns::available().context(
+            "namespaces = true, but network namespaces cannot be created here (run as root, \
+             with iproute2)",
+        )?;
+        Some(Lab::create(scenario.nodes)?)
+    } else {
+        None
+    };
     let (tx, rx) = sync_channel::<Msg>(4096);
     let ctx = Ctx {
         exe: opts.exe.clone(),
         roster: roster_path,
         data_dir: scenario.data_dir.clone(),
         tx,
+        lab,
     };
     let bar = progress_bar(scenario.rounds, opts.progress);
     let mut orch = Orchestrator {
@@ -282,6 +299,8 @@ struct Ctx {
     roster: PathBuf,
     data_dir: Option<PathBuf>,
     tx: SyncSender<Msg>,
+    /// One network namespace per node (`namespaces = true`).
+    lab: Option<Lab>,
 }
 
 struct Orchestrator<'a> {
@@ -366,13 +385,24 @@ impl Orchestrator<'_> {
             .append(true)
             .open(slot.dir.join("node.log"))
             .context("cannot open the node log")?;
-        let mut cmd = Command::new(&self.ctx.exe);
+        // In its own namespace a node listens on that host's address.
+        let (mut cmd, listen) = match &self.ctx.lab {
+            Some(lab) => (
+                lab.command(i, &self.ctx.exe),
+                format!("/ip4/{}/tcp/0", Lab::addr(i)),
+            ),
+            None => (
+                Command::new(&self.ctx.exe),
+                "/ip4/127.0.0.1/tcp/0".to_owned(),
+            ),
+        };
         cmd.arg("node")
             .arg("--key")
             .arg(&slot.key)
             .arg("--roster")
             .arg(&self.ctx.roster)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .arg("--listen")
+            .arg(listen)
             .args(["--metrics", "-"])
             .args(["--log-format", "json"])
             .arg("--role")
@@ -557,7 +587,48 @@ impl Orchestrator<'_> {
                 }
             }
         }
+        self.partitions();
         self.update_bar();
+    }
+
+    /// Cuts off and heals the nodes with a partition, by the progress of
+    /// the others (the slowest honest node neither crashed nor cut off).
+    fn partitions(&mut self) {
+        let Some(lab) = &self.ctx.lab else { return };
+        for j in 0..self.slots.len() {
+            let Some((at, k)) = self.slots[j].plan.partition else {
+                continue;
+            };
+            let others = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(x, s)| {
+                    *x != j && !s.crashed && !s.plan.behaviour.is_byzantine() && s.cut_at.is_none()
+                })
+                .filter_map(|(_, s)| s.last_round)
+                .min();
+            let Some(m) = others else { continue };
+            let s = &mut self.slots[j];
+            match s.cut_at {
+                None if !s.healed && m >= at => match lab.cut(j) {
+                    Ok(()) => {
+                        s.cut_at = Some(m);
+                        note(&self.bar, format!("node {j} cut off after round {m}"));
+                    }
+                    Err(e) => s.record.failure = Some(format!("{e:#}")),
+                },
+                Some(c) if m >= c + k => match lab.heal(j) {
+                    Ok(()) => {
+                        s.cut_at = None;
+                        s.healed = true;
+                        note(&self.bar, format!("node {j} reconnected after round {m}"));
+                    }
+                    Err(e) => s.record.failure = Some(format!("{e:#}")),
+                },
+                _ => {}
+            }
+        }
     }
 
     fn update_bar(&self) {

@@ -48,6 +48,14 @@ pub struct RoleSpec {
     /// completed this round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<u64>,
+    /// Cut these nodes off the network (their cable goes down; needs
+    /// `namespaces = true`) once the other nodes completed this round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_at: Option<u64>,
+    /// Heal the partition after the other nodes completed this many more
+    /// rounds (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_rounds: Option<u64>,
 }
 
 fn one() -> usize {
@@ -89,6 +97,8 @@ impl RoleSpec {
             ms: None,
             crash_at: None,
             restart_at: None,
+            partition_at: None,
+            partition_rounds: None,
         };
         match *b {
             Behaviour::Ipm { tau } => r.tau = Some(tau),
@@ -160,6 +170,11 @@ pub struct Scenario {
     /// Give up (kill every node) after this many seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
+    /// Run each node in its own Linux network namespace (its own 10.77.0.x
+    /// address, a veth cable to a shared bridge) instead of on 127.0.0.1:
+    /// needed by `partition_at`; needs root and iproute2.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub namespaces: bool,
     /// Non-honest roles; nodes not covered are honest. Byzantine roles take
     /// the last node indices.
     #[serde(default)]
@@ -181,6 +196,9 @@ pub struct NodePlan {
     pub crash_at: Option<u64>,
     /// Restarted when the others reached this round.
     pub restart_at: Option<u64>,
+    /// Cut off when the others completed round `.0`, healed `.1` rounds
+    /// later.
+    pub partition: Option<(u64, u64)>,
 }
 
 impl Scenario {
@@ -257,6 +275,7 @@ impl Scenario {
                 behaviour: Behaviour::Honest,
                 crash_at: None,
                 restart_at: None,
+                partition: None,
             })
             .collect();
         let (mut low, mut high) = (0usize, self.nodes);
@@ -282,6 +301,9 @@ impl Scenario {
                     behaviour: b.clone(),
                     crash_at,
                     restart_at: role.restart_at,
+                    partition: role
+                        .partition_at
+                        .map(|at| (at, role.partition_rounds.unwrap_or(3))),
                 };
             }
         }
@@ -307,6 +329,14 @@ impl Scenario {
             }
             if p.restart_at.is_some() && p.crash_at.is_none() {
                 bail!("restart_at needs crash_at");
+            }
+            if let Some((_, k)) = p.partition {
+                if !self.namespaces {
+                    bail!("partition_at needs namespaces = true (each node in its own namespace)");
+                }
+                if k == 0 {
+                    bail!("partition_rounds must be positive");
+                }
             }
         }
         if self.data != DataName::Synthetic && self.data_dir.is_none() {
