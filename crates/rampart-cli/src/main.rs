@@ -108,6 +108,26 @@ mod tests {
     }
 
     #[test]
+    fn every_subcommand_and_flag_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "`{path}`: {id} has no help line");
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                assert!(sub.get_about().is_some(), "`{name}` has no help line");
+                walk(sub, &name);
+            }
+        }
+        walk(&Cli::command(), "rampart");
+    }
+
+    #[test]
     fn usage_errors_become_one_line() {
         let err = Cli::try_parse_from(["rampart", "aggregate", "--rule", "foo", "--input", "x"])
             .unwrap_err();

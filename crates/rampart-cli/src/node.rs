@@ -37,6 +37,9 @@ tagged by \"kind\": start, event (the node's events: Listening, Started, RoundCo
 InputRejected, PeerExcluded, Finished, ...), eval (test accuracy every eval_every rounds of
 the job) and final (accuracy, model_hash, rejected inputs per reason, excluded peers).
 
+After its last round the node stays up for at most 3 x round_timeout_ms / 5 (or until no
+member is connected) so that members still in that round can fetch its input.
+
 Exit status: 0 when the node finished its rounds, 2 on any error (one `error:` line).";
 
 /// Flags of `rampart node`.
@@ -650,7 +653,11 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(drive(config, sink, last, s.stop_on_stdin_eof))
+    // After its last round a node answers late pulls for a while (see
+    // `linger`): three pull periods of the node library.
+    let grace =
+        3 * (Duration::from_millis(job.round_timeout_ms) / 5).max(Duration::from_millis(20));
+    runtime.block_on(drive(config, sink, last, s.stop_on_stdin_eof, grace))
 }
 
 async fn drive(
@@ -658,6 +665,7 @@ async fn drive(
     sink: Sink,
     last: Arc<Mutex<Option<FinalEval>>>,
     stop_on_eof: bool,
+    grace: Duration,
 ) -> Result<()> {
     use tokio::sync::broadcast::error::RecvError;
     let (handle, mut rx) = NodeHandle::spawn(config).context("cannot start the node")?;
@@ -731,6 +739,7 @@ async fn drive(
                     excluded: status.excluded.iter().map(|p| p.to_base58()).collect(),
                     bytes_sent,
                 });
+                linger(&handle, grace).await;
                 let _ = handle.shutdown().await;
                 return Ok(());
             }
@@ -740,5 +749,56 @@ async fn drive(
             }
             _ => {}
         }
+    }
+}
+
+/// Keeps a finished node up for at most `grace`, so that peers still in
+/// the last round can get its input (its push may still be in flight when
+/// it finishes; they pull it from any member that holds it). It leaves as
+/// soon as no roster peer is connected.
+async fn linger(handle: &NodeHandle, grace: Duration) {
+    let end = tokio::time::Instant::now() + grace;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while tokio::time::Instant::now() < end {
+        tick.tick().await;
+        match handle.status().await {
+            Ok(status) if !status.connected.is_empty() => {}
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag but --config and --stop-on-stdin-eof is a configuration
+    /// key (its long name with `_`, or the plural for a repeatable one)
+    /// that `--help` names.
+    #[test]
+    fn every_flag_is_a_documented_config_key() {
+        let cmd = <NodeArgs as clap::Args>::augment_args(clap::Command::new("node"));
+        let mut keys = 0;
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["config", "stop-on-stdin-eof"].contains(&long) {
+                continue;
+            }
+            let key = long.replace('-', "_");
+            let value = |k: &str| match k {
+                "listen" | "bootstrap" | "colluders" => "[]",
+                "log_format" => "\"json\"",
+                _ => "\"x\"",
+            };
+            let plural = format!("{key}s");
+            let found = [key.as_str(), plural.as_str()]
+                .into_iter()
+                .find(|k| toml::from_str::<NodeFile>(&format!("{k} = {}", value(k))).is_ok());
+            let k = found.unwrap_or_else(|| panic!("--{long} has no config key"));
+            assert!(AFTER_HELP.contains(k), "--help does not name the key {k}");
+            keys += 1;
+        }
+        assert!(keys >= 10, "{keys} keys");
+        assert!(toml::from_str::<NodeFile>("listen_on = []").is_err());
     }
 }

@@ -44,7 +44,7 @@ fn roster() -> Roster {
     s.rounds = ROUNDS;
     s.lr = 0.1;
     s.eval_every = 5;
-    s.round_timeout_ms = 10_000;
+    s.round_timeout_ms = 2_000;
     s.start_timeout_ms = 20_000;
     s.roles.clear();
     let mut r = s.roster(5);

@@ -160,3 +160,53 @@ fn bad_roster_and_role() {
     let line = expect_failure(&out, "bad role");
     assert!(line.contains("takes no parameter"), "{line}");
 }
+
+#[test]
+fn more_bad_config_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, key) = setup(dir.path());
+    let cfg = dir.path().join("node.toml");
+    // A bootstrap address in the file that is no multiaddr.
+    std::fs::write(
+        &cfg,
+        "key = \"node.key\"\nroster = \"roster.toml\"\nbootstrap = [\"10.0.0.1:4001\"]\n",
+    )
+    .unwrap();
+    let out = node(&["--config", cfg.to_str().unwrap()]);
+    let line = expect_failure(&out, "bad bootstrap in the file");
+    assert!(
+        line.contains("bootstrap address \"10.0.0.1:4001\""),
+        "{line}"
+    );
+    // A missing roster file.
+    let out = node(&[
+        "--key",
+        key.to_str().unwrap(),
+        "--roster",
+        "/nonexistent/roster.toml",
+    ]);
+    let line = expect_failure(&out, "missing roster");
+    assert!(
+        line.contains("cannot read roster /nonexistent/roster.toml"),
+        "{line}"
+    );
+    // A key file that is no key.
+    let junk = dir.path().join("junk.key");
+    std::fs::write(&junk, b"not a key").unwrap();
+    let out = node(&[
+        "--key",
+        junk.to_str().unwrap(),
+        "--roster",
+        roster.to_str().unwrap(),
+    ]);
+    let line = expect_failure(&out, "junk key");
+    assert!(line.contains("is not a rampart key file"), "{line}");
+    // A config file that is not TOML, and one that does not exist.
+    std::fs::write(&cfg, "key = \n").unwrap();
+    let out = node(&["--config", cfg.to_str().unwrap()]);
+    let line = expect_failure(&out, "not TOML");
+    assert!(line.contains("config"), "{line}");
+    let out = node(&["--config", "/nonexistent/node.toml"]);
+    let line = expect_failure(&out, "missing config");
+    assert!(line.contains("cannot read config"), "{line}");
+}
