@@ -31,6 +31,9 @@ pub enum HarnessError {
     /// The node's event stream ended.
     #[error("the event stream closed")]
     Closed,
+    /// The plain-push baseline failed.
+    #[error("baseline: {0}")]
+    Baseline(String),
 }
 
 /// Waits until `pick` returns `Some` for an event of `rx`, for at most

@@ -28,6 +28,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod adversary;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod baseline;
 // Only the test trainer writes its own checkpoint files; `Learner` uses
 // rampart-learn's writer.
 #[cfg(any(test, feature = "test-utils"))]

@@ -1,0 +1,234 @@
+//! Dissemination benchmark (issue 4, DESIGN §6): n nodes on 127.0.0.1 in one
+//! process, d coordinates, against a plain direct push of the same frames
+//! between n bare libp2p swarms of the same transport
+//! (`rampart_node::baseline`), measured in the same run.
+//!
+//! ```text
+//! cargo bench -p rampart-node --bench dissemination
+//! cargo bench -p rampart-node --bench dissemination -- --nodes 8 --dim 1000000 --rounds 6
+//! ```
+//!
+//! Round 0 (connection warm-up) is left out of every figure. Runs, in order:
+//! baseline, nodes with the average rule, nodes with multi-Bulyan (f = 1),
+//! nodes with multi-Bulyan and drift control every 2 rounds, baseline again.
+
+use std::time::Duration;
+
+use rampart_gar::{CoordinatePhase, Rule};
+use rampart_node::{
+    Event, JobId, LinearRegression, Message, PayloadKind, SignedPayload, TestNet, baseline,
+};
+
+struct Args {
+    nodes: usize,
+    dim: usize,
+    rounds: u64,
+    /// Run only the nodes with this rule (`average`), for profiling.
+    only: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        nodes: 8,
+        dim: 1_000_000,
+        rounds: 6,
+        only: None,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(k) = it.next() {
+        let mut val = || -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{k} needs a number"))
+        };
+        if k == "--only" {
+            a.only = it.next().cloned();
+            continue;
+        }
+        match k.as_str() {
+            "--nodes" => a.nodes = val() as usize,
+            "--dim" => a.dim = val() as usize,
+            "--rounds" => a.rounds = val(),
+            // `cargo bench` passes --bench; other flags are not ours.
+            _ => {}
+        }
+    }
+    a
+}
+
+#[derive(Default)]
+struct Figures {
+    total: Vec<f64>,
+    collect: Vec<f64>,
+    compute: Vec<f64>,
+    aggregate: Vec<f64>,
+    drift: Vec<f64>,
+    bytes: Vec<f64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s[s.len() / 2]
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
+    let timeout = Duration::from_secs(600);
+    let d = a.dim;
+    let mut net = TestNet::start(a.nodes, timeout, |i, b| {
+        b.rule(rule.clone())
+            .rounds(a.rounds)
+            .round_timeout(Duration::from_secs(120))
+            .drift_period(drift)
+            .job_tag(tag)
+            .trainer(LinearRegression::new(d, 1, i as u64, 2))
+    })
+    .await
+    .expect("start the nodes");
+    let per_node = net.run_to_end(timeout).await.expect("run the nodes");
+    net.shutdown().await;
+    let mut f = Figures::default();
+    for events in &per_node {
+        for ev in events {
+            match ev {
+                Event::RoundCompleted {
+                    round,
+                    bytes_sent,
+                    timings,
+                    accepted,
+                    ..
+                } if *round > 0 => {
+                    assert_eq!(*accepted, a.nodes, "a round closed without every input");
+                    f.bytes.push(*bytes_sent as f64);
+                    f.total.push(timings.total.as_secs_f64());
+                    f.collect.push(timings.collect.as_secs_f64());
+                    f.compute.push(timings.compute.as_secs_f64());
+                    f.aggregate.push(timings.aggregate.as_secs_f64());
+                    f.drift.push(timings.drift.as_secs_f64());
+                }
+                Event::RoundCompleted { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    f
+}
+
+async fn plain(a: &Args, frame: &[u8]) -> Figures {
+    let runs = baseline::push_rounds(a.nodes, frame, a.rounds as usize, Duration::from_secs(600))
+        .await
+        .expect("baseline");
+    let mut f = Figures::default();
+    for (lat, bytes) in runs {
+        for l in lat.iter().skip(1) {
+            f.total.push(l.as_secs_f64());
+            f.collect.push(l.as_secs_f64());
+            f.bytes.push(bytes as f64);
+        }
+    }
+    f
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // A node's push frame: version, envelope with the signed header, d f32.
+    let values: Vec<f32> = (0..a.dim).map(|i| (i % 1000) as f32 * 1e-3).collect();
+    let payload = SignedPayload::new_f32(
+        &TestNet::key(0),
+        JobId([0; 32]),
+        0,
+        PayloadKind::Gradient,
+        &values,
+    )
+    .expect("sign");
+    let frame = Message::Push(payload).encode().expect("encode");
+    let mb = Rule::MultiBulyan {
+        f: 1,
+        m: None,
+        phase: CoordinatePhase::MedianClosest,
+    };
+    if a.only.as_deref() == Some("average") {
+        let f = rt.block_on(nodes(&a, Rule::Average, 0, "bench-average"));
+        println!(
+            "nodes, average: round {:.3} s, collect {:.3} s",
+            mean(&f.total),
+            mean(&f.collect)
+        );
+        return;
+    }
+    let (base1, avg, mbul, mbul_drift, base2) = rt.block_on(async {
+        let base1 = plain(&a, &frame).await;
+        let avg = nodes(&a, Rule::Average, 0, "bench-average").await;
+        let mbul = nodes(&a, mb.clone(), 0, "bench-multi-bulyan").await;
+        let mbul_drift = nodes(&a, mb.clone(), 2, "bench-multi-bulyan-drift").await;
+        let base2 = plain(&a, &frame).await;
+        (base1, avg, mbul, mbul_drift, base2)
+    });
+    let bound = ((a.nodes - 1) * a.dim * 4) as f64;
+    let mut both = base1.total.clone();
+    both.extend(&base2.total);
+    let base = mean(&both);
+    println!(
+        "n = {}, d = {}, frame = {} bytes, rounds measured = {} per node (round 0 left out)",
+        a.nodes,
+        a.dim,
+        frame.len(),
+        a.rounds - 1
+    );
+    println!(
+        "bound (n - 1) * d * 4 = {bound:.0} bytes; baseline round = mean of both baseline runs = {base:.3} s"
+    );
+    println!();
+    println!(
+        "| run | round latency mean / median / max (s) | x baseline (mean) | of which compute / collect / aggregate+apply / drift (s, mean) | bytes sent per node per round | x bound |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, f: &Figures, parts: bool| {
+        let breakdown = if parts {
+            format!(
+                "{:.3} / {:.3} / {:.3} / {:.3}",
+                mean(&f.compute),
+                mean(&f.collect),
+                mean(&f.aggregate),
+                mean(&f.drift)
+            )
+        } else {
+            "-".into()
+        };
+        println!(
+            "| {name} | {:.3} / {:.3} / {:.3} | {:.2} | {breakdown} | {:.0} | {:.4} |",
+            mean(&f.total),
+            median(&f.total),
+            max(&f.total),
+            mean(&f.total) / base,
+            mean(&f.bytes),
+            mean(&f.bytes) / bound
+        );
+    };
+    row("plain push (baseline, first)", &base1, false);
+    row("nodes, average", &avg, true);
+    row("nodes, multi-Bulyan f = 1", &mbul, true);
+    row(
+        "nodes, multi-Bulyan f = 1, drift every 2 rounds",
+        &mbul_drift,
+        true,
+    );
+    row("plain push (baseline, again)", &base2, false);
+}
