@@ -68,6 +68,9 @@ pub enum ConfigError {
     /// A duration or count that must be positive is zero.
     #[error("{0} must be positive")]
     Zero(&'static str),
+    /// An option needs a cargo feature this build lacks.
+    #[error("{0} needs rampart-node built with the `{0}` cargo feature")]
+    FeatureMissing(&'static str),
 }
 
 /// The configuration of one node; see [`NodeConfigBuilder`].
@@ -92,6 +95,9 @@ pub struct NodeConfig {
     pub(crate) value_attack: Option<ValueAttack>,
     pub(crate) checkpoint: Option<PathBuf>,
     pub(crate) drift_period: u64,
+    /// Discover roster peers on the local network (feature `mdns`).
+    #[cfg_attr(not(feature = "mdns"), allow(dead_code))]
+    pub(crate) mdns: bool,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -148,6 +154,7 @@ pub struct NodeConfigBuilder {
     value_attack: Option<ValueAttack>,
     checkpoint_dir: Option<PathBuf>,
     drift_period: u64,
+    mdns: bool,
 }
 
 impl Default for NodeConfigBuilder {
@@ -174,6 +181,7 @@ impl Default for NodeConfigBuilder {
             value_attack: None,
             checkpoint_dir: None,
             drift_period: 0,
+            mdns: false,
         }
     }
 }
@@ -279,6 +287,16 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// mDNS discovery of roster peers on the local network (off by
+    /// default; for LANs). Discovered roster members are dialled like
+    /// bootstrap peers; anyone else found is ignored (and could not connect
+    /// anyway). Needs the `mdns` cargo feature: without it, `build()`
+    /// refuses `mdns(true)`.
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.mdns = on;
+        self
+    }
+
     /// Testnets only: makes this node Byzantine. In round r it follows
     /// `script[r % script.len()]` instead of the protocol (empty: honest).
     pub fn adversary(mut self, script: impl IntoIterator<Item = Attack>) -> Self {
@@ -339,6 +357,9 @@ impl NodeConfigBuilder {
         if self.round_timeout.is_zero() {
             return Err(ConfigError::Zero("round_timeout"));
         }
+        if self.mdns && !cfg!(feature = "mdns") {
+            return Err(ConfigError::FeatureMissing("mdns"));
+        }
         let job = job_id(&roster, &self.rule, dim, &self.job_tag);
         Ok(NodeConfig {
             keypair,
@@ -360,6 +381,7 @@ impl NodeConfigBuilder {
             value_attack: self.value_attack,
             checkpoint: self.checkpoint_dir.map(|d| d.join(CHECKPOINT_FILE)),
             drift_period: self.drift_period,
+            mdns: self.mdns,
         })
     }
 }
@@ -483,6 +505,12 @@ mod tests {
             base(&k).rounds(0).build(),
             Err(ConfigError::Zero("rounds"))
         ));
+        let mdns = base(&k).mdns(true).build();
+        if cfg!(feature = "mdns") {
+            assert!(mdns.is_ok());
+        } else {
+            assert!(matches!(mdns, Err(ConfigError::FeatureMissing("mdns"))));
+        }
         assert!(matches!(
             NodeConfig::builder().build(),
             Err(ConfigError::MissingKeypair)

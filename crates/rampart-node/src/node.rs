@@ -687,6 +687,17 @@ impl Actor {
                     self.swarm.add_peer_address(peer_id, addr);
                 }
             }
+            #[cfg(feature = "mdns")]
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if self.roster.contains(&peer) && peer != self.local {
+                        debug!(%peer, %addr, "roster peer found by mDNS");
+                        remember(&mut self.addresses, peer, addr.clone());
+                        self.swarm.add_peer_address(peer, addr);
+                        self.dial(peer);
+                    }
+                }
+            }
             _ => {}
         }
     }

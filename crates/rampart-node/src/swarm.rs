@@ -36,12 +36,38 @@ pub enum SwarmError {
     },
 }
 
+/// Local-network discovery (feature `mdns`; on only when configured).
+#[cfg(feature = "mdns")]
+pub(crate) type Mdns = libp2p::swarm::behaviour::toggle::Toggle<libp2p::mdns::tokio::Behaviour>;
+/// Without the `mdns` feature, a behaviour that does nothing.
+#[cfg(not(feature = "mdns"))]
+pub(crate) type Mdns = libp2p::swarm::dummy::Behaviour;
+
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) rr: request_response::Behaviour<FrameCodec>,
+    pub(crate) mdns: Mdns,
+}
+
+#[cfg(feature = "mdns")]
+fn mdns(cfg: &NodeConfig, key: &libp2p::identity::Keypair) -> Result<Mdns, std::io::Error> {
+    Ok(if cfg.mdns {
+        Some(libp2p::mdns::tokio::Behaviour::new(
+            libp2p::mdns::Config::default(),
+            key.public().to_peer_id(),
+        )?)
+    } else {
+        None
+    }
+    .into())
+}
+
+#[cfg(not(feature = "mdns"))]
+fn mdns(_: &NodeConfig, _: &libp2p::identity::Keypair) -> Result<Mdns, std::io::Error> {
+    Ok(libp2p::swarm::dummy::Behaviour)
 }
 
 /// Protocol names carry the wire version and the job id.
@@ -88,14 +114,19 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
         .map_err(|e| SwarmError::Gossipsub(e.to_string()))?;
     let max_frame = cfg.max_frame;
     let timeout = cfg.round_timeout;
-    let mut swarm = SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+    let builder = SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| SwarmError::Transport(e.to_string()))?
+        .map_err(|e| SwarmError::Transport(e.to_string()))?;
+    // QUIC (feature `quic`): listen on `/ip4/…/udp/0/quic-v1` addresses and
+    // dial peers' QUIC addresses; TLS 1.3 authenticates the same Ed25519 key.
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let mut swarm = builder
         .with_behaviour(|key| {
             let gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
@@ -113,6 +144,7 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
                     [(protocol, request_response::ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(timeout),
                 ),
+                mdns: mdns(cfg, key)?,
             })
         })
         .map_err(|e| SwarmError::Transport(e.to_string()))?
