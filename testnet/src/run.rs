@@ -317,6 +317,12 @@ impl Orchestrator<'_> {
         if let Err(e) = self.start(0) {
             return Some(format!("{e:#}"));
         }
+        // Byzantine nodes need not finish (an excluded equivocator never
+        // gets a quorum again): once every honest node is done, the others
+        // get a grace period, then the run ends.
+        let grace =
+            Duration::from_millis(3 * self.scenario.round_timeout_ms).max(Duration::from_secs(5));
+        let mut honest_done_at: Option<Instant> = None;
         loop {
             if interrupted() {
                 return Some("interrupted".into());
@@ -329,6 +335,17 @@ impl Orchestrator<'_> {
             }
             if self.done() {
                 return None;
+            }
+            if self.all_done(false) {
+                let since = *honest_done_at.get_or_insert_with(Instant::now);
+                if since.elapsed() >= grace {
+                    note(
+                        &self.bar,
+                        "every honest node is done; stopping the Byzantine nodes still running"
+                            .to_owned(),
+                    );
+                    return None;
+                }
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(msg) => {
@@ -343,12 +360,19 @@ impl Orchestrator<'_> {
     }
 
     fn done(&self) -> bool {
+        self.all_done(true)
+    }
+
+    /// Whether every node (or every honest one, without `byzantine`) has
+    /// finished, failed or crashed for good.
+    fn all_done(&self, byzantine: bool) -> bool {
         self.slots.iter().all(|s| {
-            s.process.is_none()
+            let over = s.process.is_none()
                 && s.generation > 0
                 && (s.finished
                     || s.record.failure.is_some()
-                    || (s.crashed && (s.plan.restart_at.is_none() || s.restarted)))
+                    || (s.crashed && (s.plan.restart_at.is_none() || s.restarted)));
+            over || (!byzantine && s.plan.behaviour.is_byzantine())
         })
     }
 
