@@ -1285,10 +1285,16 @@ impl Actor {
     fn aggregate(&mut self) {
         self.phase = Phase::Aggregating;
         self.deadline = None;
+        // The values move to the trainer (no copy): after this only the
+        // signed payloads are needed, to answer pulls.
         let inputs: BTreeMap<PeerId, Vec<f32>> = self
             .inputs
-            .get(&self.round)
-            .map(|m| m.iter().map(|(p, i)| (*p, i.values.clone())).collect())
+            .get_mut(&self.round)
+            .map(|m| {
+                m.iter_mut()
+                    .map(|(p, i)| (*p, std::mem::take(&mut i.values)))
+                    .collect()
+            })
             .unwrap_or_default();
         self.last_input_at = self.last_input_at.max(self.gradient_at);
         let (reply, rx) = oneshot::channel();
@@ -1430,8 +1436,12 @@ impl Actor {
         if complete || (timed_out && enough) {
             let models: BTreeMap<PeerId, Vec<f32>> = self
                 .drift_inputs
-                .get(&self.round)
-                .map(|m| m.iter().map(|(p, i)| (*p, i.values.clone())).collect())
+                .get_mut(&self.round)
+                .map(|m| {
+                    m.iter_mut()
+                        .map(|(p, i)| (*p, std::mem::take(&mut i.values)))
+                        .collect()
+                })
                 .unwrap_or_default();
             let (reply, rx) = oneshot::channel();
             let job = Job::Drift {
