@@ -379,6 +379,9 @@ struct Actor {
     catch_up_resume: bool,
     /// Pulls by (round, sender) for inputs never announced.
     blind_pulls: HashMap<(u64, PeerId), usize>,
+    /// Roster members that announced another job id (identify): not
+    /// counted as connected until a connection announces ours.
+    foreign: HashSet<PeerId>,
     f: usize,
     /// Testnets: forge the input from the honest ones received.
     value_attack: Option<ValueAttack>,
@@ -481,6 +484,7 @@ impl Actor {
             bytes_sent: 0,
             catch_up_resume: false,
             blind_pulls: HashMap::new(),
+            foreign: HashSet::new(),
             f,
             value_attack: cfg.value_attack,
             forging: None,
@@ -634,8 +638,12 @@ impl Actor {
                 self.emit(Event::Listening { addr: address });
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                // The allow list only lets roster members this far.
-                self.connected.insert(peer_id);
+                // The allow list only lets roster members this far; a
+                // member known to run another job counts once it announces
+                // ours.
+                if !self.foreign.contains(&peer_id) {
+                    self.connected.insert(peer_id);
+                }
                 if self.phase == Phase::Connecting && self.connected.len() + 1 >= self.roster.len()
                 {
                     self.start();
@@ -703,11 +711,14 @@ impl Actor {
     }
 
     /// Compares the job id a member announced (identify) with ours; a
-    /// mismatch is logged and emitted once per connection, at both ends.
-    fn check_job(&self, peer: PeerId, agent: &str) {
+    /// mismatch is logged and emitted once per connection, at both ends,
+    /// and the member no longer counts as connected (it cannot take part).
+    fn check_job(&mut self, peer: PeerId, agent: &str) {
         let ours = self.job.to_hex();
         match swarm::peer_job(agent) {
             Some(theirs) if theirs != ours => {
+                self.foreign.insert(peer);
+                self.connected.remove(&peer);
                 error!(
                     %peer,
                     theirs,
@@ -721,7 +732,11 @@ impl Actor {
                     ours,
                 });
             }
-            Some(_) => {}
+            Some(_) => {
+                if self.foreign.remove(&peer) {
+                    self.connected.insert(peer);
+                }
+            }
             None => warn!(%peer, agent, "roster member announced no job id"),
         }
     }

@@ -42,5 +42,9 @@ async fn both_ends_report_the_other_job() {
     // Each names the other's job as theirs.
     assert_eq!(seen[0].0, seen[1].1);
     assert_eq!(seen[1].0, seen[0].1);
+    // Neither counts the other as a connected member.
+    for h in &net.handles {
+        assert!(h.status().await.unwrap().connected.is_empty());
+    }
     net.shutdown().await;
 }
