@@ -23,7 +23,8 @@ struct Args {
     nodes: usize,
     dim: usize,
     rounds: u64,
-    /// Run only the nodes with this rule (`average`), for profiling.
+    /// Run only `average` (the nodes with that rule) or `baseline`, for
+    /// profiling.
     only: Option<String>,
 }
 
@@ -57,6 +58,18 @@ fn args() -> Args {
     a
 }
 
+/// CPU seconds (user + system) this process used so far, from
+/// `/proc/self/stat` (Linux; clock ticks of 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // Fields 14 and 15 of the line; `rest` starts at field 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 #[derive(Default)]
 struct Figures {
     total: Vec<f64>,
@@ -65,6 +78,9 @@ struct Figures {
     aggregate: Vec<f64>,
     drift: Vec<f64>,
     bytes: Vec<f64>,
+    /// Process CPU seconds per round (all nodes, every round, set-up
+    /// included).
+    cpu_per_round: f64,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -87,6 +103,7 @@ fn max(v: &[f64]) -> f64 {
 async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
     let timeout = Duration::from_secs(600);
     let d = a.dim;
+    let cpu0 = cpu_seconds();
     let mut net = TestNet::start(a.nodes, timeout, |i, b| {
         b.rule(rule.clone())
             .rounds(a.rounds)
@@ -100,6 +117,9 @@ async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
     let per_node = net.run_to_end(timeout).await.expect("run the nodes");
     net.shutdown().await;
     let mut f = Figures::default();
+    if let (Some(a0), Some(a1)) = (cpu0, cpu_seconds()) {
+        f.cpu_per_round = (a1 - a0) / a.rounds as f64;
+    }
     for events in &per_node {
         for ev in events {
             match ev {
@@ -127,10 +147,14 @@ async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
 }
 
 async fn plain(a: &Args, frame: &[u8]) -> Figures {
+    let cpu0 = cpu_seconds();
     let runs = baseline::push_rounds(a.nodes, frame, a.rounds as usize, Duration::from_secs(600))
         .await
         .expect("baseline");
     let mut f = Figures::default();
+    if let (Some(a0), Some(a1)) = (cpu0, cpu_seconds()) {
+        f.cpu_per_round = (a1 - a0) / a.rounds as f64;
+    }
     for (lat, bytes) in runs {
         for l in lat.iter().skip(1) {
             f.total.push(l.as_secs_f64());
@@ -173,6 +197,11 @@ fn main() {
         );
         return;
     }
+    if a.only.as_deref() == Some("baseline") {
+        let f = rt.block_on(plain(&a, &frame));
+        println!("plain push: round {:.3} s", mean(&f.total));
+        return;
+    }
     let (base1, avg, mbul, mbul_drift, base2) = rt.block_on(async {
         let base1 = plain(&a, &frame).await;
         let avg = nodes(&a, Rule::Average, 0, "bench-average").await;
@@ -197,9 +226,9 @@ fn main() {
     );
     println!();
     println!(
-        "| run | round latency mean / median / max (s) | x baseline (mean) | of which compute / collect / aggregate+apply / drift (s, mean) | bytes sent per node per round | x bound |"
+        "| run | round latency mean / median / max (s) | x baseline (mean) | of which compute / collect / aggregate+apply / drift (s, mean) | bytes sent per node per round | x bound | CPU s per round, all nodes |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let row = |name: &str, f: &Figures, parts: bool| {
         let breakdown = if parts {
             format!(
@@ -213,13 +242,14 @@ fn main() {
             "-".into()
         };
         println!(
-            "| {name} | {:.3} / {:.3} / {:.3} | {:.2} | {breakdown} | {:.0} | {:.4} |",
+            "| {name} | {:.3} / {:.3} / {:.3} | {:.2} | {breakdown} | {:.0} | {:.4} | {:.2} |",
             mean(&f.total),
             median(&f.total),
             max(&f.total),
             mean(&f.total) / base,
             mean(&f.bytes),
-            mean(&f.bytes) / bound
+            mean(&f.bytes) / bound,
+            f.cpu_per_round
         );
     };
     row("plain push (baseline, first)", &base1, false);
