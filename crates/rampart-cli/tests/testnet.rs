@@ -157,3 +157,46 @@ fn bad_scenarios_fail_with_one_line() {
     let line = common::expect_failure(&out, "too many Byzantine");
     assert!(line.contains("more than the 7 nodes"), "{line}");
 }
+
+/// An equivocator is excluded by every honest node and may never get a
+/// quorum again: the run must end once the honest nodes are done (after a
+/// grace period), not at the scenario's timeout.
+#[test]
+fn an_excluded_equivocator_does_not_hold_the_run() {
+    let scenario_text = SCENARIO
+        .replace("rounds = 20", "rounds = 8")
+        .replace("round_timeout_ms = 5000", "round_timeout_ms = 1000")
+        .replace("timeout_s = 120", "timeout_s = 90")
+        .replace("sign-flip", "equivocate");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("equivocate.toml");
+    std::fs::write(&scenario, scenario_text).unwrap();
+    let out_dir = dir.path().join("report");
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["testnet", "up", "--no-progress", "--out"])
+        .arg(&out_dir)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["excluded"].as_array().unwrap().len(),
+        1,
+        "{summary}"
+    );
+    assert!(summary.get("aborted").is_none(), "{summary}");
+    for node in summary["nodes"].as_array().unwrap() {
+        if node["role"] == "honest" {
+            assert_eq!(node["finished"], true, "{node}");
+        } else if node["finished"] != true {
+            assert!(stderr.contains("every honest node is done"), "{stderr}");
+        }
+    }
+    // Far from the 90 s timeout: 8 rounds, then at most the grace period.
+    assert!(summary["wall_s"].as_f64().unwrap() < 60.0, "{summary}");
+}
