@@ -393,6 +393,9 @@ struct Actor {
     faulty: BTreeMap<u64, BTreeSet<PeerId>>,
     /// Rounds ahead whose inputs are buffered.
     max_ahead: u64,
+    /// Testnets: the round whose own input this node aggregates but does
+    /// not serve to pulls (it sent something else: garbage, a replay, …).
+    withheld: Option<u64>,
     /// Drift-control period K (0: off).
     drift_period: u64,
     /// Models received for the drift step after each round (this round's,
@@ -491,6 +494,7 @@ impl Actor {
             delayed: VecDeque::new(),
             faulty: BTreeMap::new(),
             max_ahead: cfg.max_ahead,
+            withheld: None,
             drift_period: cfg.drift_period,
             drift_inputs: BTreeMap::new(),
             drift_announced: BTreeMap::new(),
@@ -966,6 +970,15 @@ impl Actor {
                     .entry(self.round)
                     .or_default()
                     .insert(self.local, input);
+                // A node that sent something else than its input must not
+                // hand the input to the peers that pull it: some would
+                // aggregate it and others not.
+                if matches!(
+                    attack,
+                    Attack::Garbage | Attack::WrongDimension | Attack::NonFinite | Attack::Replay
+                ) {
+                    self.withheld = Some(self.round);
+                }
             }
         }
         self.phase = Phase::Collecting;
@@ -1211,7 +1224,10 @@ impl Actor {
             _ => &self.inputs,
         };
         let m = store.get(&req.round)?;
-        m.values()
+        let withheld = req.kind == PayloadKind::Gradient && self.withheld == Some(req.round);
+        m.iter()
+            .filter(|(p, _)| !(withheld && **p == self.local))
+            .map(|(_, i)| i)
             .find(|i| {
                 let h = &i.payload.header.header;
                 h.sender == req.sender
@@ -1591,8 +1607,13 @@ impl Actor {
         let round = self.round;
         let n = self.roster.len();
         let mut requests = Vec::new();
+        // A push normally arrives right after its header: pull only what is
+        // still missing round_timeout / 5 into the round, so that a large
+        // push still in flight is not fetched a second time.
+        let settled = Instant::now().saturating_duration_since(self.gradient_at)
+            >= self.round_timeout / 5;
         for ((r, sender), (h, tries)) in self.announced.iter_mut() {
-            if *r != round || *tries >= n {
+            if *r != round || *tries >= n || !settled {
                 continue;
             }
             let start = self.roster.iter().position(|p| p == sender).unwrap_or(0);
@@ -1664,8 +1685,10 @@ impl Actor {
         let round = self.round;
         let n = self.roster.len();
         let mut requests = Vec::new();
+        let settled = Instant::now().saturating_duration_since(self.drift_started)
+            >= self.round_timeout / 5;
         for ((r, sender), (h, tries)) in self.drift_announced.iter_mut() {
-            if *r != round || *tries >= n {
+            if *r != round || *tries >= n || !settled {
                 continue;
             }
             let start = self.roster.iter().position(|p| p == sender).unwrap_or(0);
