@@ -1610,8 +1610,8 @@ impl Actor {
         // A push normally arrives right after its header: pull only what is
         // still missing round_timeout / 5 into the round, so that a large
         // push still in flight is not fetched a second time.
-        let settled = Instant::now().saturating_duration_since(self.gradient_at)
-            >= self.round_timeout / 5;
+        let settled =
+            Instant::now().saturating_duration_since(self.gradient_at) >= self.round_timeout / 5;
         for ((r, sender), (h, tries)) in self.announced.iter_mut() {
             if *r != round || *tries >= n || !settled {
                 continue;
@@ -1685,8 +1685,8 @@ impl Actor {
         let round = self.round;
         let n = self.roster.len();
         let mut requests = Vec::new();
-        let settled = Instant::now().saturating_duration_since(self.drift_started)
-            >= self.round_timeout / 5;
+        let settled =
+            Instant::now().saturating_duration_since(self.drift_started) >= self.round_timeout / 5;
         for ((r, sender), (h, tries)) in self.drift_announced.iter_mut() {
             if *r != round || *tries >= n || !settled {
                 continue;
