@@ -1599,21 +1599,57 @@ impl Actor {
     /// their sender, then from the other roster peers in turn.
     fn pull_missing(&mut self) {
         if self.phase == Phase::Drifting {
-            return self.pull_missing_drift();
+            // A drift step's pulls are keyed by the peer asked.
+            for (target, _, req) in self.missing_pulls(true) {
+                self.send_pull(target, target, req);
+            }
+            return;
         }
         if !matches!(self.phase, Phase::Collecting | Phase::Forging) {
             return;
         }
+        for (target, sender, req) in self.missing_pulls(false) {
+            self.send_pull(target, sender, req);
+        }
+    }
+
+    /// The pulls due in this round's exchange of gradients, or of models
+    /// when `drift`: as (peer asked, sender of the payload, request).
+    ///
+    /// A push normally arrives right after its header, so nothing is pulled
+    /// before round_timeout / 5 into the exchange (a large push still in
+    /// flight is not fetched a second time). Then payloads announced on
+    /// gossip are asked from their sender, then from the other members in
+    /// turn; payloads never announced (the push and the gossip were missed,
+    /// e.g. while this node was down) are asked from their senders, who keep
+    /// their own payloads of the current and the previous round (3 tries
+    /// each).
+    fn missing_pulls(&mut self, drift: bool) -> Vec<(PeerId, PeerId, PullRequest)> {
         let round = self.round;
         let n = self.roster.len();
+        let (started, announced, received, blind, kind) = if drift {
+            (
+                self.drift_started,
+                &mut self.drift_announced,
+                self.drift_inputs.get(&round),
+                &mut self.drift_blind,
+                PayloadKind::Drift,
+            )
+        } else {
+            (
+                self.gradient_at,
+                &mut self.announced,
+                self.inputs.get(&round),
+                &mut self.blind_pulls,
+                PayloadKind::Gradient,
+            )
+        };
+        if Instant::now().saturating_duration_since(started) < self.round_timeout / 5 {
+            return Vec::new();
+        }
         let mut requests = Vec::new();
-        // A push normally arrives right after its header: pull only what is
-        // still missing round_timeout / 5 into the round, so that a large
-        // push still in flight is not fetched a second time.
-        let settled =
-            Instant::now().saturating_duration_since(self.gradient_at) >= self.round_timeout / 5;
-        for ((r, sender), (h, tries)) in self.announced.iter_mut() {
-            if *r != round || *tries >= n || !settled {
+        for ((r, sender), (h, tries)) in announced.iter_mut() {
+            if *r != round || *tries >= n {
                 continue;
             }
             let start = self.roster.iter().position(|p| p == sender).unwrap_or(0);
@@ -1623,131 +1659,52 @@ impl Actor {
                 continue;
             }
             let req = PullRequest {
-                round: *r,
+                round,
                 sender: h.header.sender,
                 kind: h.header.kind,
                 payload_hash: Some(h.header.payload_hash),
             };
-            requests.push((target, *r, *sender, req));
+            requests.push((target, *sender, req));
         }
-        // Inputs never announced (the push and the gossip were missed, e.g.
-        // while this node was down): ask their senders, who keep their own
-        // payloads of the current and the previous round.
-        let elapsed = Instant::now().saturating_duration_since(self.gradient_at);
-        if elapsed >= self.round_timeout / 5 {
-            let have = self.inputs.get(&round);
-            let missing: Vec<PeerId> = self
-                .roster
-                .iter()
-                .filter(|p| {
-                    **p != self.local
-                        && self.connected.contains(p)
-                        && !self.validator.is_excluded(p)
-                        && !have.is_some_and(|m| m.contains_key(p))
-                        && !self.announced.contains_key(&(round, **p))
-                })
-                .copied()
-                .collect();
-            for peer in missing {
-                let tries = self.blind_pulls.entry((round, peer)).or_default();
-                if *tries >= 3 {
-                    continue;
-                }
-                *tries += 1;
-                let Some(sender) = crate::wire::ed25519_public_of(&peer) else {
-                    continue;
-                };
-                let req = PullRequest {
-                    round,
-                    sender,
-                    kind: PayloadKind::Gradient,
-                    payload_hash: None,
-                };
-                requests.push((peer, round, peer, req));
-            }
-            self.blind_pulls.retain(|(r, _), _| *r >= round);
-        }
-        for (target, r, sender, req) in requests {
-            if let Ok(bytes) = Message::Pull(req).encode() {
-                self.bytes_sent += bytes.len() as u64;
-                let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
-                self.pulls.insert(id, (r, sender));
-            }
-        }
-    }
-}
-
-impl Actor {
-    /// [`Actor::pull_missing`] for the drift step: announced models from
-    /// their sender then the other members in turn; after round_timeout / 5,
-    /// models never announced from their senders (3 tries each).
-    fn pull_missing_drift(&mut self) {
-        let round = self.round;
-        let n = self.roster.len();
-        let mut requests = Vec::new();
-        let settled =
-            Instant::now().saturating_duration_since(self.drift_started) >= self.round_timeout / 5;
-        for ((r, sender), (h, tries)) in self.drift_announced.iter_mut() {
-            if *r != round || *tries >= n || !settled {
+        let missing: Vec<PeerId> = self
+            .roster
+            .iter()
+            .filter(|p| {
+                **p != self.local
+                    && self.connected.contains(p)
+                    && !self.validator.is_excluded(p)
+                    && !received.is_some_and(|m| m.contains_key(p))
+                    && !announced.contains_key(&(round, **p))
+            })
+            .copied()
+            .collect();
+        for peer in missing {
+            let tries = blind.entry((round, peer)).or_default();
+            if *tries >= 3 {
                 continue;
             }
-            let start = self.roster.iter().position(|p| p == sender).unwrap_or(0);
-            let target = self.roster[(start + *tries) % n];
             *tries += 1;
-            if target == self.local || !self.connected.contains(&target) {
+            let Some(sender) = crate::wire::ed25519_public_of(&peer) else {
                 continue;
-            }
-            requests.push((
-                target,
-                PullRequest {
-                    round,
-                    sender: h.header.sender,
-                    kind: PayloadKind::Drift,
-                    payload_hash: Some(h.header.payload_hash),
-                },
-            ));
+            };
+            let req = PullRequest {
+                round,
+                sender,
+                kind,
+                payload_hash: None,
+            };
+            requests.push((peer, peer, req));
         }
-        let elapsed = Instant::now().saturating_duration_since(self.drift_started);
-        if elapsed >= self.round_timeout / 5 {
-            let have = self.drift_inputs.get(&round);
-            let missing: Vec<PeerId> = self
-                .roster
-                .iter()
-                .filter(|p| {
-                    **p != self.local
-                        && self.connected.contains(p)
-                        && !self.validator.is_excluded(p)
-                        && !have.is_some_and(|m| m.contains_key(p))
-                        && !self.drift_announced.contains_key(&(round, **p))
-                })
-                .copied()
-                .collect();
-            for peer in missing {
-                let tries = self.drift_blind.entry((round, peer)).or_default();
-                if *tries >= 3 {
-                    continue;
-                }
-                *tries += 1;
-                let Some(sender) = crate::wire::ed25519_public_of(&peer) else {
-                    continue;
-                };
-                requests.push((
-                    peer,
-                    PullRequest {
-                        round,
-                        sender,
-                        kind: PayloadKind::Drift,
-                        payload_hash: None,
-                    },
-                ));
-            }
-        }
-        for (target, req) in requests {
-            if let Ok(bytes) = Message::Pull(req).encode() {
-                self.bytes_sent += bytes.len() as u64;
-                let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
-                self.pulls.insert(id, (round, target));
-            }
+        blind.retain(|(r, _), _| *r >= round);
+        requests
+    }
+
+    /// Sends one pull request to `target`, remembering it under `key`.
+    fn send_pull(&mut self, target: PeerId, key: PeerId, req: PullRequest) {
+        if let Ok(bytes) = Message::Pull(req).encode() {
+            self.bytes_sent += bytes.len() as u64;
+            let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
+            self.pulls.insert(id, (self.round, key));
         }
     }
 }
