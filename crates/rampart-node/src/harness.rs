@@ -34,6 +34,117 @@ pub enum HarnessError {
     /// The plain-push baseline failed.
     #[error("baseline: {0}")]
     Baseline(String),
+    /// The node reported `Failed`.
+    #[error("the node failed: {0}")]
+    Failed(String),
+}
+
+/// What a node that (re)joins a running job reported until it finished:
+/// see [`follow_to_end`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rejoin {
+    /// The round of its `Resumed` event (restart from a checkpoint).
+    pub resumed: Option<u64>,
+    /// The round of its `Unpaused` event.
+    pub unpaused: Option<u64>,
+    /// The round it joined and the number of models it took the median of.
+    pub caught_up: Option<(u64, usize)>,
+    /// The rounds it completed, in order.
+    pub completed: Vec<u64>,
+    /// The round count of its `Finished` event.
+    pub finished: u64,
+}
+
+/// Follows one node's events until `Finished`, collecting what a (re)joining
+/// node reports; a `Failed` event is an error.
+pub async fn follow_to_end(
+    rx: &mut broadcast::Receiver<Event>,
+    timeout: Duration,
+) -> Result<Rejoin, HarnessError> {
+    let mut seen = Rejoin::default();
+    let mut failed = None;
+    wait_for(rx, timeout, |ev| match ev {
+        Event::Resumed { round } => {
+            seen.resumed = Some(*round);
+            None
+        }
+        Event::Unpaused { round } => {
+            seen.unpaused = Some(*round);
+            None
+        }
+        Event::CaughtUp { round, answers } => {
+            seen.caught_up = Some((*round, *answers));
+            None
+        }
+        Event::RoundCompleted { round, .. } => {
+            seen.completed.push(*round);
+            None
+        }
+        Event::Failed { error } => {
+            failed = Some(error.clone());
+            Some(())
+        }
+        Event::Finished { rounds } => {
+            seen.finished = *rounds;
+            Some(())
+        }
+        _ => None,
+    })
+    .await?;
+    match failed {
+        Some(e) => Err(HarnessError::Failed(e)),
+        None => Ok(seen),
+    }
+}
+
+/// Follows each node's events until `Finished` (skipping node `skip`, if
+/// any) and returns the (round, accepted inputs) of each one's last
+/// `RoundCompleted`; a `Failed` event is an error.
+pub async fn last_rounds(
+    events: &mut [broadcast::Receiver<Event>],
+    skip: Option<usize>,
+    timeout: Duration,
+) -> Result<Vec<Option<(u64, usize)>>, HarnessError> {
+    let mut out = Vec::with_capacity(events.len());
+    for (i, rx) in events.iter_mut().enumerate() {
+        if Some(i) == skip {
+            continue;
+        }
+        let mut last = None;
+        let mut failed = None;
+        wait_for(rx, timeout, |ev| match ev {
+            Event::RoundCompleted {
+                round, accepted, ..
+            } => {
+                last = Some((*round, *accepted));
+                None
+            }
+            Event::Failed { error } => {
+                failed = Some(format!("node {i}: {error}"));
+                Some(())
+            }
+            Event::Finished { .. } => Some(()),
+            _ => None,
+        })
+        .await?;
+        if let Some(e) = failed {
+            return Err(HarnessError::Failed(e));
+        }
+        out.push(last);
+    }
+    Ok(out)
+}
+
+/// Starts a node from `config` and has it dial each of `peers`.
+pub async fn spawn_and_dial(
+    config: NodeConfig,
+    peers: impl IntoIterator<Item = (PeerId, Multiaddr)>,
+) -> Result<(NodeHandle, broadcast::Receiver<Event>), NodeError> {
+    let (handle, rx) = NodeHandle::spawn(config)?;
+    for (peer, addr) in peers {
+        handle.dial(peer, addr).await?;
+    }
+    Ok((handle, rx))
 }
 
 /// Waits until `pick` returns `Some` for an event of `rx`, for at most

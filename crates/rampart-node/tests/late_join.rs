@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use rampart_gar::Rule;
-use rampart_node::{Event, LinearRegression, NodeConfig, NodeHandle, TestNet, wait_for};
+use rampart_node::{
+    Event, LinearRegression, NodeConfig, NodeHandle, Rejoin, TestNet, follow_to_end, last_rounds,
+    spawn_and_dial, wait_for,
+};
 
 const N: usize = 5;
 const ROUNDS: u64 = 15;
@@ -65,27 +68,15 @@ async fn node_started_five_rounds_late_finishes_with_the_others() {
     .await
     .unwrap();
 
-    let (h, mut rx) = NodeHandle::spawn(config(late)).unwrap();
-    for (j, a) in addrs.iter().enumerate() {
-        h.dial(roster[j], a.clone()).await.unwrap();
-    }
-    let mut caught_up = None;
-    let mut completed = Vec::new();
-    let rounds = wait_for(&mut rx, timeout, |ev| match ev {
-        Event::CaughtUp { round, answers } => {
-            caught_up = Some((*round, *answers));
-            None
-        }
-        Event::RoundCompleted { round, .. } => {
-            completed.push(*round);
-            None
-        }
-        Event::Failed { error } => panic!("late node failed: {error}"),
-        Event::Finished { rounds } => Some(*rounds),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    let (h, mut rx) = spawn_and_dial(config(late), roster.iter().copied().zip(addrs.clone()))
+        .await
+        .unwrap();
+    let Rejoin {
+        caught_up,
+        completed,
+        finished: rounds,
+        ..
+    } = follow_to_end(&mut rx, timeout).await.unwrap();
     assert_eq!(rounds, ROUNDS);
     let (joined, answers) = caught_up.expect("the late node never caught up");
     assert!(joined >= LATE_BY, "joined at round {joined}");
@@ -97,21 +88,8 @@ async fn node_started_five_rounds_late_finishes_with_the_others() {
     let from_join: Vec<u64> = completed.iter().copied().filter(|r| *r >= joined).collect();
     assert_eq!(from_join, (joined..ROUNDS).collect::<Vec<_>>());
 
-    for (i, rx) in events.iter_mut().enumerate() {
-        let mut last = None;
-        wait_for(rx, timeout, |ev| match ev {
-            Event::RoundCompleted {
-                round, accepted, ..
-            } => {
-                last = Some((*round, *accepted));
-                None
-            }
-            Event::Failed { error } => panic!("node {i} failed: {error}"),
-            Event::Finished { .. } => Some(()),
-            _ => None,
-        })
-        .await
-        .unwrap();
+    let lasts = last_rounds(&mut events, None, timeout).await.unwrap();
+    for (i, last) in lasts.into_iter().enumerate() {
         // The last round aggregated all n inputs, the late node's included.
         assert_eq!(last, Some((ROUNDS - 1, N)), "node {i}");
     }

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use rampart_gar::Rule;
-use rampart_node::{Event, LinearRegression, TestNet, wait_for};
+use rampart_node::{
+    Event, LinearRegression, Rejoin, TestNet, follow_to_end, last_rounds, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_node_stops_training_and_rejoins_when_resumed() {
@@ -56,30 +58,15 @@ async fn paused_node_stops_training_and_rejoins_when_resumed() {
 
     net.handles[sleeper].resume().await.unwrap();
     assert!(!net.handles[sleeper].status().await.unwrap().paused);
-    let mut unpaused = false;
-    let mut caught_up = None;
-    let mut completed = Vec::new();
-    wait_for(&mut net.events[sleeper], timeout, |ev| match ev {
-        Event::Unpaused { round } => {
-            assert_eq!(*round, paused_at);
-            unpaused = true;
-            None
-        }
-        Event::CaughtUp { round, answers } => {
-            caught_up = Some((*round, *answers));
-            None
-        }
-        Event::RoundCompleted { round, .. } => {
-            completed.push(*round);
-            None
-        }
-        Event::Failed { error } => panic!("{error}"),
-        Event::Finished { rounds: r } => Some(*r),
-        _ => None,
-    })
-    .await
-    .unwrap();
-    assert!(unpaused);
+    let Rejoin {
+        unpaused,
+        caught_up,
+        completed,
+        ..
+    } = follow_to_end(&mut net.events[sleeper], timeout)
+        .await
+        .unwrap();
+    assert_eq!(unpaused, Some(paused_at));
     let (joined, answers) = caught_up.expect("no CaughtUp after resume");
     // Node 0 had completed round `ahead`; the slowest peers may still be in
     // it, and the node joins the round 2f + 1 peers have reached.
@@ -89,23 +76,10 @@ async fn paused_node_stops_training_and_rejoins_when_resumed() {
     assert_eq!(completed.last(), Some(&(rounds - 1)));
 
     // Everyone finishes; the last round had all five inputs again.
-    for (i, rx) in net.events.iter_mut().enumerate() {
-        if i == sleeper {
-            continue;
-        }
-        let mut last = None;
-        wait_for(rx, timeout, |ev| match ev {
-            Event::RoundCompleted {
-                round, accepted, ..
-            } => {
-                last = Some((*round, *accepted));
-                None
-            }
-            Event::Finished { .. } => Some(()),
-            _ => None,
-        })
+    let lasts = last_rounds(&mut net.events, Some(sleeper), timeout)
         .await
         .unwrap();
+    for (i, last) in lasts.into_iter().enumerate() {
         assert_eq!(last, Some((rounds - 1, n)), "node {i}");
     }
     net.shutdown().await;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rampart_gar::Rule;
 use rampart_node::{
-    CHECKPOINT_FILE, Event, LinearRegression, NodeConfig, NodeHandle, TestNet, wait_for,
+    CHECKPOINT_FILE, Event, LinearRegression, NodeConfig, Rejoin, TestNet, follow_to_end,
+    last_rounds, spawn_and_dial, wait_for,
 };
 
 const DIM: usize = 9;
@@ -70,35 +71,19 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
     )
     .build()
     .unwrap();
-    let (handle, mut rx) = NodeHandle::spawn(config).unwrap();
-    let roster = TestNet::roster(n);
-    for (j, addr) in net.addrs.iter().enumerate() {
-        if j != victim {
-            handle.dial(roster[j], addr.clone()).await.unwrap();
-        }
-    }
-    let mut resumed = None;
-    let mut caught_up = None;
-    let mut completed = Vec::new();
-    wait_for(&mut rx, timeout, |ev| match ev {
-        Event::Resumed { round } => {
-            resumed = Some(*round);
-            None
-        }
-        Event::CaughtUp { round, answers } => {
-            caught_up = Some((*round, *answers));
-            None
-        }
-        Event::RoundCompleted { round, .. } => {
-            completed.push(*round);
-            None
-        }
-        Event::Failed { error } => panic!("restarted node failed: {error}"),
-        Event::Finished { .. } => Some(()),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    let peers = TestNet::roster(n)
+        .into_iter()
+        .zip(net.addrs.clone())
+        .enumerate()
+        .filter(|(j, _)| *j != victim)
+        .map(|(_, p)| p);
+    let (handle, mut rx) = spawn_and_dial(config, peers).await.unwrap();
+    let Rejoin {
+        resumed,
+        caught_up,
+        completed,
+        ..
+    } = follow_to_end(&mut rx, timeout).await.unwrap();
     let resumed = resumed.expect("no Resumed event");
     assert!(resumed > kill_after, "resumed at {resumed}");
     // It skipped the rounds it missed, taking the median of its peers'
@@ -114,24 +99,10 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
     assert_eq!(*completed.last().unwrap(), rounds - 1);
     assert!(completed.windows(2).all(|w| w[1] == w[0] + 1));
 
-    for (i, rx) in net.events.iter_mut().enumerate() {
-        if i == victim {
-            continue;
-        }
-        let mut last = None;
-        wait_for(rx, timeout, |ev| match ev {
-            Event::RoundCompleted {
-                round, accepted, ..
-            } => {
-                last = Some((*round, *accepted));
-                None
-            }
-            Event::Failed { error } => panic!("node {i} failed: {error}"),
-            Event::Finished { .. } => Some(()),
-            _ => None,
-        })
+    let lasts = last_rounds(&mut net.events, Some(victim), timeout)
         .await
         .unwrap();
+    for (i, last) in lasts.into_iter().enumerate() {
         // The last round had the restarted node's input again.
         assert_eq!(last, Some((rounds - 1, n)), "node {i}");
     }

@@ -10,7 +10,10 @@ use rampart_gar::Rule;
 use rampart_learn::{
     DatasetKind, Learner, LearnerConfig, ModelKind, Partition, SyntheticConfig, partition,
 };
-use rampart_node::{CHECKPOINT_FILE, Event, NodeConfig, NodeHandle, TestNet, wait_for};
+use rampart_node::{
+    CHECKPOINT_FILE, Event, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds,
+    spawn_and_dial, wait_for,
+};
 
 const N: usize = 5;
 const SEED: u64 = 11;
@@ -81,35 +84,19 @@ async fn killed_mlp_node_resumes_from_its_checkpoint_and_finishes() {
     )
     .build()
     .unwrap();
-    let (handle, mut rx) = NodeHandle::spawn(config).unwrap();
-    let roster = TestNet::roster(N);
-    for (j, addr) in net.addrs.iter().enumerate() {
-        if j != victim {
-            handle.dial(roster[j], addr.clone()).await.unwrap();
-        }
-    }
-    let mut resumed = None;
-    let mut caught_up = None;
-    let mut completed = Vec::new();
-    wait_for(&mut rx, timeout, |ev| match ev {
-        Event::Resumed { round } => {
-            resumed = Some(*round);
-            None
-        }
-        Event::CaughtUp { round, answers } => {
-            caught_up = Some((*round, *answers));
-            None
-        }
-        Event::RoundCompleted { round, .. } => {
-            completed.push(*round);
-            None
-        }
-        Event::Failed { error } => panic!("restarted node failed: {error}"),
-        Event::Finished { .. } => Some(()),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    let peers = TestNet::roster(N)
+        .into_iter()
+        .zip(net.addrs.clone())
+        .enumerate()
+        .filter(|(j, _)| *j != victim)
+        .map(|(_, p)| p);
+    let (handle, mut rx) = spawn_and_dial(config, peers).await.unwrap();
+    let Rejoin {
+        resumed,
+        caught_up,
+        completed,
+        ..
+    } = follow_to_end(&mut rx, timeout).await.unwrap();
     // The checkpoint held the rounds done before the kill (it may have
     // finished one more round between the event and the shutdown).
     let resumed = resumed.expect("no Resumed event");
@@ -124,24 +111,10 @@ async fn killed_mlp_node_resumes_from_its_checkpoint_and_finishes() {
     assert_eq!(completed.last(), Some(&(rounds - 1)));
     assert!(completed.windows(2).all(|w| w[1] == w[0] + 1));
 
-    for (i, rx) in net.events.iter_mut().enumerate() {
-        if i == victim {
-            continue;
-        }
-        let mut last = None;
-        wait_for(rx, timeout, |ev| match ev {
-            Event::RoundCompleted {
-                round, accepted, ..
-            } => {
-                last = Some((*round, *accepted));
-                None
-            }
-            Event::Failed { error } => panic!("node {i} failed: {error}"),
-            Event::Finished { .. } => Some(()),
-            _ => None,
-        })
+    let lasts = last_rounds(&mut net.events, Some(victim), timeout)
         .await
         .unwrap();
+    for (i, last) in lasts.into_iter().enumerate() {
         assert_eq!(last, Some((rounds - 1, N)), "node {i}");
     }
     let params = handle.parameters().await.unwrap();
