@@ -9,6 +9,8 @@
 //! (not root, no CAP_NET_ADMIN, no `ip`); CI runs as root and installs
 //! iproute2 when missing.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -228,27 +230,11 @@ fn partitioned_node_rejoins_and_drift_control_pulls_it_back() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("partition.toml");
-    std::fs::write(&scenario, PARTITION).unwrap();
-    let report = dir.path().join("report");
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(["testnet", "up", "--no-progress", "--out"])
-        .arg(&report)
-        .arg(&scenario)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    // The others did not stop: every node, the cut-off one included,
-    // completed all 20 rounds.
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
-            .unwrap();
+    let run = common::testnet_up(PARTITION);
+    let (report, stderr, summary) = (&run.report, &run.stderr, &run.summary);
     assert_eq!(summary["rounds_completed"], 20, "{summary}");
-    let cut = number_after(&stderr, "node 0 cut off after round ");
-    let healed = number_after(&stderr, "node 0 reconnected after round ");
+    let cut = number_after(stderr, "node 0 cut off after round ");
+    let healed = number_after(stderr, "node 0 reconnected after round ");
     assert!(healed >= cut + 3, "{stderr}");
     // It really was cut off: it timed out without a quorum meanwhile.
     let log = std::fs::read_to_string(report.join("nodes/node-0/node.log")).unwrap();

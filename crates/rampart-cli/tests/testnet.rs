@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 const SCENARIO: &str = r#"
 name = "ci"
 nodes = 5
@@ -33,24 +31,10 @@ count = 1
 
 #[test]
 fn five_node_testnet_writes_its_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("ci.toml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let out_dir = dir.path().join("report");
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(["testnet", "up", "--no-progress", "--out"])
-        .arg(&out_dir)
-        .arg(&scenario)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let run = common::testnet_up(SCENARIO);
+    let (out_dir, stdout, summary) = (&run.report, &run.stdout, &run.summary);
     assert!(stdout.contains("honest accuracy: min"), "{stdout}");
 
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
     for key in [
         "honest_accuracy",
         "rounds",
@@ -168,22 +152,8 @@ fn an_excluded_equivocator_does_not_hold_the_run() {
         .replace("round_timeout_ms = 5000", "round_timeout_ms = 1000")
         .replace("timeout_s = 120", "timeout_s = 90")
         .replace("sign-flip", "equivocate");
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("equivocate.toml");
-    std::fs::write(&scenario, scenario_text).unwrap();
-    let out_dir = dir.path().join("report");
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(["testnet", "up", "--no-progress", "--out"])
-        .arg(&out_dir)
-        .arg(&scenario)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
+    let run = common::testnet_up(&scenario_text);
+    let (stderr, summary) = (&run.stderr, &run.summary);
     assert_eq!(
         summary["excluded"].as_array().unwrap().len(),
         1,

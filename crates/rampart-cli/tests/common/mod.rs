@@ -15,6 +15,46 @@ pub(crate) fn rampart<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .expect("spawn the rampart binary")
 }
 
+/// A finished `rampart testnet up` run: its report folder (in `_dir`, a
+/// temporary directory kept alive with it), output and `summary.json`.
+pub(crate) struct TestnetRun {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) report: std::path::PathBuf,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) summary: serde_json::Value,
+}
+
+/// Writes `scenario` to a temporary file, runs `rampart testnet up` on it
+/// without a progress bar, asserts that it succeeded and reads the
+/// report's `summary.json`.
+pub(crate) fn testnet_up(scenario: &str) -> TestnetRun {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(&file, scenario).expect("write the scenario");
+    let report = dir.path().join("report");
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["testnet", "up", "--no-progress", "--out"])
+        .arg(&report)
+        .arg(&file)
+        .output()
+        .expect("spawn the rampart binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let summary = serde_json::from_str(
+        &std::fs::read_to_string(report.join("summary.json")).expect("read summary.json"),
+    )
+    .expect("summary.json is JSON");
+    TestnetRun {
+        _dir: dir,
+        report,
+        stdout,
+        stderr,
+        summary,
+    }
+}
+
 /// Asserts that the command failed the documented way (exit status 2, one
 /// `error: ...` line on stderr, no panic, nothing on stdout) and returns
 /// that line.
