@@ -411,6 +411,10 @@ struct Actor {
     drift_started: Instant,
     /// Whether training is paused (takes effect at the next round start).
     paused: bool,
+    /// Liveness probes in flight: the peer probed and when.
+    probes: HashMap<request_response::OutboundRequestId, (PeerId, Instant)>,
+    /// Probes in a row that each peer left unanswered.
+    probe_misses: HashMap<PeerId, u32>,
 }
 
 impl Actor {
@@ -503,6 +507,8 @@ impl Actor {
             report: None,
             drift_started: now,
             paused: false,
+            probes: HashMap::new(),
+            probe_misses: HashMap::new(),
         })
     }
 
@@ -543,6 +549,8 @@ impl Actor {
         let pull_period = (self.round_timeout / 5).max(Duration::from_millis(20));
         let mut pull_tick = tokio::time::interval(pull_period);
         pull_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe_tick = tokio::time::interval(probe_period(self.round_timeout));
+        probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.deadline;
             let delayed = Self::next_delayed(&self.delayed);
@@ -582,6 +590,7 @@ impl Actor {
                     self.redial();
                     self.pull_missing();
                 }
+                _ = probe_tick.tick() => self.probe(),
             }
         }
         info!("node stopped");
@@ -1137,6 +1146,7 @@ impl Actor {
                     }
                     Ok(Message::Pull(req)) => Message::Payload(self.lookup(&req)),
                     Ok(Message::StateRequest) => Message::Payload(self.state_answer()),
+                    Ok(Message::Ping) => Message::Ack,
                     Ok(_) => {
                         self.refused(peer, Reason::UnexpectedMessage.into());
                         return;
@@ -1158,6 +1168,10 @@ impl Actor {
             } => {
                 let pulled = self.pulls.remove(&request_id);
                 let state = self.state_requests.remove(&request_id);
+                if self.probes.remove(&request_id).is_some() {
+                    // Any answer shows the connection carries traffic.
+                    self.probe_misses.remove(&peer);
+                }
                 match self.validator.decode(&response) {
                     Err(r) => {
                         self.refused(peer, r);
@@ -1185,6 +1199,11 @@ impl Actor {
                 error,
                 ..
             } => {
+                if self.probes.remove(&request_id).is_some()
+                    && matches!(error, request_response::OutboundFailure::Timeout)
+                {
+                    self.probe_missed(peer);
+                }
                 self.pulls.remove(&request_id);
                 if self.state_requests.remove(&request_id) {
                     self.check_catch_up();
@@ -1558,6 +1577,65 @@ impl Actor {
         }
     }
 
+    /// Sends a liveness probe to every connected peer that has none in
+    /// flight, and counts a miss for each probe unanswered after two round
+    /// timeouts (see [`probe_period`]). libp2p reports a request's timeout
+    /// once; the requests after it on a stalled connection wait for their
+    /// stream without a timeout of their own, hence this check.
+    fn probe(&mut self) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        let now = Instant::now();
+        let stale: Vec<(request_response::OutboundRequestId, PeerId)> = self
+            .probes
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) > self.round_timeout * 2)
+            .map(|(id, (peer, _))| (*id, *peer))
+            .collect();
+        for (id, peer) in stale {
+            self.probes.remove(&id);
+            self.probe_missed(peer);
+        }
+        let Ok(bytes) = Message::Ping.encode() else {
+            return;
+        };
+        let waiting: HashSet<PeerId> = self.probes.values().map(|(p, _)| *p).collect();
+        let due: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|p| !waiting.contains(p))
+            .copied()
+            .collect();
+        for peer in due {
+            self.bytes_sent += bytes.len() as u64;
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .rr
+                .send_request(&peer, bytes.clone());
+            self.probes.insert(id, (peer, now));
+        }
+    }
+
+    /// A probe to `peer` went unanswered. After [`DEAD_AFTER_MISSES`] in a
+    /// row its connections are closed, so that the redial tick opens a
+    /// fresh one as soon as the peer can be reached.
+    fn probe_missed(&mut self, peer: PeerId) {
+        let misses = self.probe_misses.entry(peer).or_insert(0);
+        *misses += 1;
+        if *misses >= DEAD_AFTER_MISSES {
+            self.probe_misses.remove(&peer);
+            self.probes.retain(|_, (p, _)| *p != peer);
+            warn!(
+                %peer,
+                "connection to {peer} is dead ({DEAD_AFTER_MISSES} liveness probes in a row \
+                 unanswered); closing it and redialling"
+            );
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     /// Dials every roster peer that is not connected (libp2p skips peers
     /// already connected or being dialled). Simultaneous dials between two
     /// peers occasionally both fail; this retries them, and reconnects
@@ -1711,6 +1789,22 @@ impl Actor {
 
 /// The most addresses remembered per peer.
 const MAX_PEER_ADDRS: usize = 8;
+
+/// Liveness probes in a row that must go unanswered before a peer's
+/// connections count as dead. Two, so that one probe stuck behind a busy
+/// moment does not cost a healthy connection.
+const DEAD_AFTER_MISSES: u32 = 2;
+
+/// How often each connected peer is probed: every half round timeout. A
+/// probe misses when libp2p reports its timeout (one round timeout) or
+/// when it is still unanswered after two, so a link that died (a cable
+/// pulled, a partition) is noticed within about 3.5 round timeouts; the
+/// connections are then closed and the peer redialled until the link is
+/// back, where a stalled connection would wait for TCP's next
+/// retransmission, which backs off to tens of seconds.
+fn probe_period(round_timeout: Duration) -> Duration {
+    (round_timeout / 2).max(Duration::from_millis(50))
+}
 
 /// Adds `addr` to `peer`'s known addresses (moved to the end if known),
 /// dropping the oldest beyond [`MAX_PEER_ADDRS`].

@@ -52,6 +52,15 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Mdns,
 }
 
+/// How long a dial may take, handshakes included: twice the round timeout,
+/// at least 1 s and at most 30 s. A dial to a peer behind a dead link
+/// fails after this instead of after the OS's minutes of SYN retries, so
+/// the node keeps redialling and reaches the peer soon after the link is
+/// back.
+pub(crate) fn dial_timeout(round_timeout: Duration) -> Duration {
+    (round_timeout * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
 #[cfg(feature = "mdns")]
 fn mdns(cfg: &NodeConfig, key: &libp2p::identity::Keypair) -> Result<Mdns, std::io::Error> {
     Ok(if cfg.mdns {
@@ -149,6 +158,7 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
         })
         .map_err(|e| SwarmError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .with_connection_timeout(dial_timeout(cfg.round_timeout))
         .build();
     for peer in &cfg.roster {
         swarm.behaviour_mut().allow.allow_peer(*peer);

@@ -392,6 +392,9 @@ pub enum Message {
     Ack,
     /// Response to `Pull` / `StateRequest`: the payload, if held.
     Payload(Option<SignedPayload>),
+    /// Request: a liveness probe, answered with `Ack` (see
+    /// docs/protocol.md, "Dead connections").
+    Ping,
 }
 
 /// The bincode envelope: a [`Message`] without its payload bytes.
@@ -404,6 +407,7 @@ enum Envelope {
     StateRequest,
     Ack,
     Payload(Option<SignedHeader>),
+    Ping,
 }
 
 impl Message {
@@ -416,6 +420,7 @@ impl Message {
             Message::Pull(r) => (Envelope::Pull(r.clone()), &[]),
             Message::StateRequest => (Envelope::StateRequest, &[]),
             Message::Ack => (Envelope::Ack, &[]),
+            Message::Ping => (Envelope::Ping, &[]),
             Message::Payload(None) => (Envelope::Payload(None), &[]),
             Message::Payload(Some(p)) => (Envelope::Payload(Some(p.header.clone())), &p.payload),
         };
@@ -458,6 +463,7 @@ impl Message {
             Envelope::Pull(r) => no_payload(Message::Pull(r)),
             Envelope::StateRequest => no_payload(Message::StateRequest),
             Envelope::Ack => no_payload(Message::Ack),
+            Envelope::Ping => no_payload(Message::Ping),
             Envelope::Payload(None) => no_payload(Message::Payload(None)),
             Envelope::Push(header) => Ok(Message::Push(SignedPayload {
                 header,
@@ -543,6 +549,7 @@ mod tests {
             ),
             (Message::StateRequest, 1 + 4),
             (Message::Ack, 1 + 4),
+            (Message::Ping, 1 + 4),
             (Message::Payload(None), 1 + 4 + 1),
             (
                 Message::Payload(Some(p.clone())),
@@ -687,7 +694,7 @@ mod tests {
         /// frame that decodes to the same message.
         #[test]
         fn mutated_valid_frames_never_panic(
-            which in 0usize..8,
+            which in 0usize..9,
             values in proptest::collection::vec(any::<f32>(), 0..32),
             flips in proptest::collection::vec((any::<usize>(), 1u8..=255), 0..6),
             cut in any::<usize>(),
@@ -713,6 +720,7 @@ mod tests {
                     b: drift.header.clone(),
                 }),
                 6 => Message::StateRequest,
+                7 => Message::Ping,
                 _ => Message::Payload(None),
             };
             let mut bytes = m.encode().unwrap();
