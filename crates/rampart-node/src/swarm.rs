@@ -15,6 +15,7 @@ use libp2p::{
 
 use crate::codec::FrameCodec;
 use crate::config::NodeConfig;
+use crate::wire::WIRE_VERSION;
 
 /// Why the swarm could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +82,18 @@ fn mdns(_: &NodeConfig, _: &libp2p::identity::Keypair) -> Result<Mdns, std::io::
 
 /// Protocol names carry the wire version and the job id.
 pub(crate) fn topic(cfg: &NodeConfig) -> gossipsub::IdentTopic {
-    gossipsub::IdentTopic::new(format!("/rampart/1/{}/headers", cfg.job.to_hex()))
+    gossipsub::IdentTopic::new(format!(
+        "/rampart/{WIRE_VERSION}/{}/headers",
+        cfg.job.to_hex()
+    ))
 }
 
 fn rr_protocol(cfg: &NodeConfig) -> Result<libp2p::StreamProtocol, SwarmError> {
-    libp2p::StreamProtocol::try_from_owned(format!("/rampart/1/{}/payload", cfg.job.to_hex()))
-        .map_err(|e| SwarmError::Transport(e.to_string()))
+    libp2p::StreamProtocol::try_from_owned(format!(
+        "/rampart/{WIRE_VERSION}/{}/payload",
+        cfg.job.to_hex()
+    ))
+    .map_err(|e| SwarmError::Transport(e.to_string()))
 }
 
 /// Prefix of the job id in the identify agent string.
@@ -144,7 +151,7 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
             Ok(Behaviour {
                 allow: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(
-                    identify::Config::new("/rampart/1".into(), key.public())
+                    identify::Config::new(format!("/rampart/{WIRE_VERSION}"), key.public())
                         .with_agent_version(agent_version(cfg)),
                 ),
                 gossipsub,

@@ -8,7 +8,14 @@
 use std::error::Error as StdError;
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use crate::wire::JobId;
+
+/// SHA-256 over a checkpoint file's body (the last 32 bytes of the file).
+fn checkpoint_digest(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
 
 /// An error raised by a [`Trainer`] (boxed: trainers wrap their own errors).
 #[derive(Debug, thiserror::Error)]
@@ -295,7 +302,7 @@ impl Trainer for LinearRegression {
         bytes.extend_from_slice(&job.0);
         bytes.extend_from_slice(&rounds_done.to_le_bytes());
         bytes.extend_from_slice(&crate::wire::f32_to_le(&self.weights));
-        let digest = crate::wire::payload_hash(&bytes);
+        let digest = checkpoint_digest(&bytes);
         bytes.extend_from_slice(&digest);
         crate::checkpoint::write_atomic(path, &bytes).map_err(TrainerError::new)
     }
@@ -308,7 +315,7 @@ impl Trainer for LinearRegression {
             return Err(TrainerError::new("corrupt or foreign checkpoint"));
         }
         let (body, digest) = bytes.split_at(expected - 32);
-        if crate::wire::payload_hash(body) != digest {
+        if checkpoint_digest(body) != digest {
             return Err(TrainerError::new("checkpoint digest mismatch"));
         }
         if body[17..49] != job.0 {

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::{
     EquivocationProof, JobId, Message, PayloadKind, SignedHeader, SignedPayload, WireError,
-    f32_from_le,
 };
 
 /// Why an input was not accepted.
@@ -303,16 +302,18 @@ impl Validator {
     pub(crate) fn payload(&mut self, sp: &SignedPayload) -> Result<(Freshness, Vec<f32>), Refusal> {
         let fresh = self.header(&sp.header)?;
         let h = &sp.header.header;
-        if crate::wire::payload_hash(&sp.payload) != h.payload_hash {
+        // One pass over the bytes: hash, decode, finiteness.
+        let decoded = crate::wire::hash_and_decode_f32(&sp.payload);
+        if decoded.hash != h.payload_hash {
             return self.refuse(Reason::HashMismatch);
         }
         if sp.payload.len() != h.payload_len() {
             return self.refuse(Reason::WrongDimension);
         }
-        let Some(values) = f32_from_le(&sp.payload) else {
+        let Some((values, finite)) = decoded.values else {
             return self.refuse(Reason::WrongDimension);
         };
-        if self.cfg.non_finite == NonFinitePolicy::Reject && values.iter().any(|v| !v.is_finite()) {
+        if self.cfg.non_finite == NonFinitePolicy::Reject && !finite {
             return self.refuse(Reason::NonFinite);
         }
         Ok((fresh, values))
