@@ -17,7 +17,7 @@
 //! * **Wire format** ([`Message`]): a version byte, a small bincode envelope
 //!   decoded under a hard limit, then raw payload bytes. Headers are signed
 //!   with the sender's Ed25519 libp2p key; payloads are content-addressed by
-//!   the signed SHA-256.
+//!   the signed BLAKE3 hash.
 //! * **Validation in one place**: every input gets a [`Verdict`]
 //!   (accept / ignore / reject) with a [`Reason`], counted in [`Counters`].
 //!   Two validly signed headers of one sender for one round with different
@@ -37,6 +37,8 @@ mod checkpoint;
 mod codec;
 mod config;
 mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 #[cfg(any(test, feature = "test-utils"))]
 mod harness;
 mod node;

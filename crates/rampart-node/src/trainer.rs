@@ -8,12 +8,13 @@
 use std::error::Error as StdError;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::wire::JobId;
 
-/// SHA-256 over a checkpoint file's body (the last 32 bytes of the file).
+/// SHA-256 over a test-trainer checkpoint file's body (the last 32 bytes of
+/// the file).
+#[cfg(any(test, feature = "test-utils"))]
 fn checkpoint_digest(body: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
     Sha256::digest(body).into()
 }
 
