@@ -88,6 +88,14 @@ pub enum Event {
         /// The peer (authenticated by the transport handshake).
         peer: PeerId,
     },
+    /// A roster member closed a connection right after the handshake,
+    /// before identifying itself: most likely its roster does not list this
+    /// node (the member's end emits `ConnectionDenied`). Emitted once per
+    /// member, again only after it has identified itself in between.
+    RefusedByPeer {
+        /// The member.
+        peer: PeerId,
+    },
     /// A roster member runs another job (its roster file or version
     /// differs): nothing it sends can be accepted. Emitted once per peer,
     /// at both ends of the connection.

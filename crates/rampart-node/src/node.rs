@@ -415,6 +415,11 @@ struct Actor {
     probes: HashMap<request_response::OutboundRequestId, (PeerId, Instant)>,
     /// Probes in a row that each peer left unanswered.
     probe_misses: HashMap<PeerId, u32>,
+    /// Connections on which the peer identified itself (identify).
+    identified: HashSet<libp2p::swarm::ConnectionId>,
+    /// Members already reported for closing a connection before
+    /// identifying themselves (see `closed_unidentified`).
+    refused_by: HashSet<PeerId>,
 }
 
 impl Actor {
@@ -509,6 +514,8 @@ impl Actor {
             paused: false,
             probes: HashMap::new(),
             probe_misses: HashMap::new(),
+            identified: HashSet::new(),
+            refused_by: HashSet::new(),
         })
     }
 
@@ -664,12 +671,19 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
+                cause,
                 ..
             } => {
-                self.connected.remove(&peer_id);
-                // The round may have been waiting only for this peer.
-                self.check_complete(false);
+                if !self.identified.remove(&connection_id) && cause.is_some() {
+                    self.closed_unidentified(peer_id);
+                }
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    // The round may have been waiting only for this peer.
+                    self.check_complete(false);
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { .. },
@@ -698,10 +712,12 @@ impl Actor {
             })) => self.on_gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Rr(ev)) => self.on_rr(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                connection_id,
                 peer_id,
                 info,
-                ..
             })) if self.roster.contains(&peer_id) => {
+                self.identified.insert(connection_id);
+                self.refused_by.remove(&peer_id);
                 self.check_job(peer_id, &info.agent_version);
                 for addr in info.listen_addrs.into_iter().take(MAX_PEER_ADDRS) {
                     remember(&mut self.addresses, peer_id, addr.clone());
@@ -752,6 +768,28 @@ impl Actor {
             }
             None => warn!(%peer, agent, "roster member announced no job id"),
         }
+    }
+
+    /// A roster member closed a connection before identifying itself on
+    /// it. A member whose roster does not list this node denies the
+    /// connection right after the handshake, and only its end can log why;
+    /// this end reports it once per member (again after the member has
+    /// identified itself in between).
+    fn closed_unidentified(&mut self, peer: PeerId) {
+        if self.phase == Phase::Finished
+            || !self.roster.contains(&peer)
+            || !self.refused_by.insert(peer)
+        {
+            return;
+        }
+        warn!(
+            %peer,
+            "roster member {peer} closed the connection before identifying itself: most \
+             likely its roster does not list this node (job {}); check that both use the same \
+             roster file (`rampart roster id` prints its job id)",
+            self.job.to_hex()
+        );
+        self.emit(Event::RefusedByPeer { peer });
     }
 
     fn start(&mut self) {
