@@ -217,8 +217,8 @@ fn dist_k<T: Float, const K: usize>(xi: &[T], xs: [&[T]; K]) -> [f64; K] {
 /// The `f32` distance kernel written with AVX2/FMA intrinsics.
 ///
 /// LLVM does not keep the generic kernel's accumulators in registers, so
-/// this one spells them out: four pairs at a time, two 8-lane registers per
-/// pair. It performs exactly the generic kernel's arithmetic — the same
+/// this one spells them out: six pairs at a time (two rows against three
+/// others), two 8-lane registers per pair. It performs exactly the generic kernel's arithmetic — the same
 /// lanes, the same fused multiply-adds, the same flushes into `f64` and the
 /// same final reduction — so every machine gets the same bits whichever
 /// kernel it runs.
@@ -235,17 +235,30 @@ mod avx2 {
         let mut t0 = lo;
         while t0 < hi {
             let t1 = (t0 + TILE).min(hi);
-            for i in 0..n {
-                let xi = &rows[i][t0..t1];
+            // Rows two at a time against three others: each loaded value of
+            // the others serves two pairs, 10 loads per 16 coordinates of 6
+            // pairs instead of 10 per 4. The others of rows i and i + 1 are
+            // i + 1.. (row i + 1 skips itself), the last group padded with
+            // copies of the last row; skipped and padded results are
+            // dropped. A last row of odd n has no pair left.
+            let mut i = 0;
+            while i + 1 < n {
+                let xs = [&rows[i][t0..t1], &rows[i + 1][t0..t1]];
                 let mut j = i + 1;
                 while j < n {
                     let pick = |k: usize| &rows[(j + k).min(n - 1)][t0..t1];
-                    let s = dist4(xi, [pick(0), pick(1), pick(2), pick(3)]);
-                    for (q, v) in s.iter().enumerate().take(n - j) {
-                        acc[pair_index(n, i, j + q)] += v;
+                    let s = dist2x3(xs, [pick(0), pick(1), pick(2)]);
+                    for (r, row) in s.iter().enumerate() {
+                        for (q, v) in row.iter().enumerate() {
+                            let other = j + q;
+                            if other < n && other > i + r {
+                                acc[pair_index(n, i + r, other)] += v;
+                            }
+                        }
                     }
-                    j += 4;
+                    j += 3;
                 }
+                i += 2;
             }
             t0 = t1;
         }
@@ -259,62 +272,73 @@ mod avx2 {
         *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(a)));
     }
 
+    /// Squared distances from each of `xs` to each of `ys` over one tile:
+    /// `out[r][q]` is |xs[r] − ys[q]|². Each pair gets exactly the generic
+    /// kernel's arithmetic (16 lanes, fused multiply-adds in coordinate
+    /// order, flushes into `f64` every [`FLUSH`], the same reduction).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn dist4(xi: &[f32], ys: [&[f32]; 4]) -> [f64; 4] {
-        let len = xi.len();
+    // Constant-bound index loops over the register blocks read best here.
+    #[allow(clippy::needless_range_loop)]
+    fn dist2x3(xs: [&[f32]; 2], ys: [&[f32]; 3]) -> [[f64; 3]; 2] {
+        let len = xs[0].len();
         assert!(
-            ys.iter().all(|y| y.len() == len),
+            xs.iter().chain(ys.iter()).all(|y| y.len() == len),
             "rows of one tile have one length"
         );
         let full = len / LANES * LANES;
-        // tot[q][k] holds f64 lanes 4k..4k+4 of pair q.
-        let mut tot = [[_mm256_setzero_pd(); 4]; 4];
-        let xp = xi.as_ptr();
-        let yp = [
-            ys[0].as_ptr(),
-            ys[1].as_ptr(),
-            ys[2].as_ptr(),
-            ys[3].as_ptr(),
-        ];
+        // tot[r][q][k] holds f64 lanes 4k..4k+4 of pair (r, q).
+        let mut tot = [[[_mm256_setzero_pd(); 4]; 3]; 2];
+        let xp = [xs[0].as_ptr(), xs[1].as_ptr()];
+        let yp = [ys[0].as_ptr(), ys[1].as_ptr(), ys[2].as_ptr()];
         let mut c0 = 0;
         while c0 < full {
             let c1 = (c0 + FLUSH).min(full);
-            let mut a = [[_mm256_setzero_ps(); 2]; 4];
+            // a[r][q][h]: lanes 8h..8h+8 of pair (r, q); 12 registers.
+            let mut a = [[[_mm256_setzero_ps(); 2]; 3]; 2];
             let mut c = c0;
             while c < c1 {
-                // SAFETY: c + 16 <= full <= len, and every row has length len.
-                unsafe {
-                    let x0 = _mm256_loadu_ps(xp.add(c));
-                    let x1 = _mm256_loadu_ps(xp.add(c + 8));
-                    for q in 0..4 {
-                        let d0 = _mm256_sub_ps(x0, _mm256_loadu_ps(yp[q].add(c)));
-                        let d1 = _mm256_sub_ps(x1, _mm256_loadu_ps(yp[q].add(c + 8)));
-                        a[q][0] = _mm256_fmadd_ps(d0, d0, a[q][0]);
-                        a[q][1] = _mm256_fmadd_ps(d1, d1, a[q][1]);
+                for h in 0..2 {
+                    let off = c + 8 * h;
+                    // SAFETY: off + 8 <= c + 16 <= full <= len, and every
+                    // row of the tile has length len.
+                    unsafe {
+                        let x0 = _mm256_loadu_ps(xp[0].add(off));
+                        let x1 = _mm256_loadu_ps(xp[1].add(off));
+                        for q in 0..3 {
+                            let y = _mm256_loadu_ps(yp[q].add(off));
+                            let d0 = _mm256_sub_ps(x0, y);
+                            a[0][q][h] = _mm256_fmadd_ps(d0, d0, a[0][q][h]);
+                            let d1 = _mm256_sub_ps(x1, y);
+                            a[1][q][h] = _mm256_fmadd_ps(d1, d1, a[1][q][h]);
+                        }
                     }
                 }
                 c += LANES;
             }
-            for q in 0..4 {
-                let [t0, t1, t2, t3] = &mut tot[q];
-                widen_add(a[q][0], t0, t1);
-                widen_add(a[q][1], t2, t3);
+            for r in 0..2 {
+                for q in 0..3 {
+                    let [t0, t1, t2, t3] = &mut tot[r][q];
+                    widen_add(a[r][q][0], t0, t1);
+                    widen_add(a[r][q][1], t2, t3);
+                }
             }
             c0 = c1;
         }
-        let mut out = [0.0f64; 4];
-        for q in 0..4 {
-            let mut w = [0.0f64; LANES];
-            for (k, t) in tot[q].iter().enumerate() {
-                // SAFETY: w has 16 lanes; k * 4 + 4 <= 16.
-                unsafe { _mm256_storeu_pd(w.as_mut_ptr().add(4 * k), *t) };
+        let mut out = [[0.0f64; 3]; 2];
+        for r in 0..2 {
+            for q in 0..3 {
+                let mut w = [0.0f64; LANES];
+                for (k, t) in tot[r][q].iter().enumerate() {
+                    // SAFETY: w has 16 lanes; k * 4 + 4 <= 16.
+                    unsafe { _mm256_storeu_pd(w.as_mut_ptr().add(4 * k), *t) };
+                }
+                for cc in full..len {
+                    let t = xs[r][cc] - ys[q][cc];
+                    w[cc - full] += f64::from(t.mul_add(t, 0.0));
+                }
+                out[r][q] = reduce_lanes(w);
             }
-            for cc in full..len {
-                let t = xi[cc] - ys[q][cc];
-                w[cc - full] += f64::from(t.mul_add(t, 0.0));
-            }
-            out[q] = reduce_lanes(w);
         }
         out
     }
