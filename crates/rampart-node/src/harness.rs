@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use std::net::Ipv4Addr;
+
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::broadcast;
 
@@ -200,34 +203,49 @@ impl TestNet {
         (0..n).map(|i| Self::key(i).public().to_peer_id()).collect()
     }
 
-    /// Starts `n` nodes. `configure(i, builder)` completes node i's builder,
-    /// which already holds its key, the roster and a 127.0.0.1 listen
-    /// address. Waits (at most `timeout` per node) for every node to listen,
-    /// then has every node dial every other.
+    /// Node `i`'s builder in a network of `n`: its key, the roster of `n`
+    /// and a 127.0.0.1 listen address on a free port.
+    pub fn builder(n: usize, i: usize) -> NodeConfigBuilder {
+        let listen = Multiaddr::empty()
+            .with(Protocol::Ip4(Ipv4Addr::LOCALHOST))
+            .with(Protocol::Tcp(0));
+        NodeConfig::builder()
+            .keypair(Self::key(i))
+            .roster(Self::roster(n))
+            .listen(listen)
+    }
+
+    /// Starts `n` nodes. `configure(i, builder)` completes node i's builder
+    /// ([`TestNet::builder`]). Waits (at most `timeout` per node) for every
+    /// node to listen, then has every node dial every other.
     pub async fn start(
         n: usize,
         timeout: Duration,
+        configure: impl FnMut(usize, NodeConfigBuilder) -> NodeConfigBuilder,
+    ) -> Result<Self, HarnessError> {
+        Self::start_first(n, n, timeout, configure).await
+    }
+
+    /// Starts nodes `0..started` of a roster of `n` (the others start later,
+    /// with [`TestNet::spawn`]), as [`TestNet::start`] does.
+    pub async fn start_first(
+        n: usize,
+        started: usize,
+        timeout: Duration,
         mut configure: impl FnMut(usize, NodeConfigBuilder) -> NodeConfigBuilder,
     ) -> Result<Self, HarnessError> {
-        let keys: Vec<Keypair> = (0..n).map(Self::key).collect();
         let roster = Self::roster(n);
-        let mut handles = Vec::with_capacity(n);
-        let mut events = Vec::with_capacity(n);
-        let mut addrs = Vec::with_capacity(n);
-        for (i, key) in keys.iter().enumerate() {
-            let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
-                .parse()
-                .map_err(|_| HarnessError::Closed)?;
-            let builder = NodeConfig::builder()
-                .keypair(key.clone())
-                .roster(roster.clone())
-                .listen(listen);
-            let config = configure(i, builder)
-                .build()
-                .map_err(|e| HarnessError::Node {
-                    index: i,
-                    source: e.into(),
-                })?;
+        let mut handles = Vec::with_capacity(started);
+        let mut events = Vec::with_capacity(started);
+        let mut addrs = Vec::with_capacity(started);
+        for i in 0..started {
+            let config =
+                configure(i, Self::builder(n, i))
+                    .build()
+                    .map_err(|e| HarnessError::Node {
+                        index: i,
+                        source: e.into(),
+                    })?;
             let (handle, mut rx) = NodeHandle::spawn(config)
                 .map_err(|source| HarnessError::Node { index: i, source })?;
             let addr = wait_for(&mut rx, timeout, |ev| match ev {
@@ -249,11 +267,27 @@ impl TestNet {
             }
         }
         Ok(Self {
-            keys,
+            keys: (0..started).map(Self::key).collect(),
             handles,
             events,
             addrs,
         })
+    }
+
+    /// Starts node `i` from `config` (a node started late, or restarted)
+    /// and has it dial every other node this network started.
+    pub async fn spawn(
+        &self,
+        i: usize,
+        config: NodeConfig,
+    ) -> Result<(NodeHandle, broadcast::Receiver<Event>), NodeError> {
+        let peers = self
+            .addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, addr)| (Self::key(j).public().to_peer_id(), addr.clone()));
+        spawn_and_dial(config, peers).await
     }
 
     /// Waits until every node reports `Finished`; returns each node's

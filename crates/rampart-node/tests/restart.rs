@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use rampart_gar::Rule;
 use rampart_node::{
-    CHECKPOINT_FILE, Event, LinearRegression, NodeConfig, Rejoin, TestNet, follow_to_end,
-    last_rounds, spawn_and_dial, wait_for,
+    CHECKPOINT_FILE, Event, LinearRegression, Rejoin, TestNet, follow_to_end, last_rounds, wait_for,
 };
 
 const DIM: usize = 9;
@@ -62,22 +61,10 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
 
     // Restart with a fresh model: everything comes from the checkpoint and
     // the peers.
-    let config = configure(
-        victim,
-        NodeConfig::builder()
-            .keypair(TestNet::key(victim))
-            .roster(TestNet::roster(n))
-            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
-    )
-    .build()
-    .unwrap();
-    let peers = TestNet::roster(n)
-        .into_iter()
-        .zip(net.addrs.clone())
-        .enumerate()
-        .filter(|(j, _)| *j != victim)
-        .map(|(_, p)| p);
-    let (handle, mut rx) = spawn_and_dial(config, peers).await.unwrap();
+    let config = configure(victim, TestNet::builder(n, victim))
+        .build()
+        .unwrap();
+    let (handle, mut rx) = net.spawn(victim, config).await.unwrap();
     let Rejoin {
         resumed,
         caught_up,

@@ -11,8 +11,7 @@ use rampart_learn::{
     DatasetKind, Learner, LearnerConfig, ModelKind, Partition, SyntheticConfig, partition,
 };
 use rampart_node::{
-    CHECKPOINT_FILE, Event, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds,
-    spawn_and_dial, wait_for,
+    CHECKPOINT_FILE, Event, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds, wait_for,
 };
 
 const N: usize = 5;
@@ -75,22 +74,10 @@ async fn killed_mlp_node_resumes_from_its_checkpoint_and_finishes() {
     .unwrap();
 
     // A new process: a fresh learner, the same checkpoint directory.
-    let config = configure(
-        victim,
-        NodeConfig::builder()
-            .keypair(TestNet::key(victim))
-            .roster(TestNet::roster(N))
-            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
-    )
-    .build()
-    .unwrap();
-    let peers = TestNet::roster(N)
-        .into_iter()
-        .zip(net.addrs.clone())
-        .enumerate()
-        .filter(|(j, _)| *j != victim)
-        .map(|(_, p)| p);
-    let (handle, mut rx) = spawn_and_dial(config, peers).await.unwrap();
+    let config = configure(victim, TestNet::builder(N, victim))
+        .build()
+        .unwrap();
+    let (handle, mut rx) = net.spawn(victim, config).await.unwrap();
     let Rejoin {
         resumed,
         caught_up,
