@@ -150,6 +150,27 @@ pub async fn spawn_and_dial(
     Ok((handle, rx))
 }
 
+/// Waits until the node of `rx` completes round `round` (at most
+/// `timeout`); a `Failed` event ends the wait with
+/// [`HarnessError::Failed`].
+pub async fn round_completed(
+    rx: &mut broadcast::Receiver<Event>,
+    round: u64,
+    timeout: Duration,
+) -> Result<(), HarnessError> {
+    let mut failed = None;
+    wait_for(rx, timeout, |ev| match ev {
+        Event::RoundCompleted { round: r, .. } if *r == round => Some(()),
+        Event::Failed { error } => {
+            failed = Some(error.clone());
+            Some(())
+        }
+        _ => None,
+    })
+    .await?;
+    failed.map_or(Ok(()), |e| Err(HarnessError::Failed(e)))
+}
+
 /// Waits until `pick` returns `Some` for an event of `rx`, for at most
 /// `timeout`. Lagging (missed events) is skipped over.
 pub async fn wait_for<T>(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rampart_gar::Rule;
 use rampart_node::{
-    Event, LinearRegression, NodeConfigBuilder, Rejoin, TestNet, follow_to_end, last_rounds,
-    wait_for,
+    LinearRegression, NodeConfigBuilder, Rejoin, TestNet, follow_to_end, last_rounds,
+    round_completed,
 };
 
 const N: usize = 5;
@@ -33,13 +33,9 @@ async fn node_started_five_rounds_late_finishes_with_the_others() {
         .await
         .unwrap();
     // The others train without it for 5 rounds.
-    wait_for(&mut net.events[0], timeout, |ev| match ev {
-        Event::RoundCompleted { round, .. } if *round + 1 == LATE_BY => Some(()),
-        Event::Failed { error } => panic!("node 0 failed: {error}"),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    round_completed(&mut net.events[0], LATE_BY - 1, timeout)
+        .await
+        .unwrap();
 
     let config = configure(late, TestNet::builder(N, late)).build().unwrap();
     let (h, mut rx) = net.spawn(late, config).await.unwrap();

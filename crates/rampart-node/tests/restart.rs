@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rampart_gar::Rule;
 use rampart_node::{
-    CHECKPOINT_FILE, Event, LinearRegression, Rejoin, TestNet, follow_to_end, last_rounds, wait_for,
+    CHECKPOINT_FILE, LinearRegression, Rejoin, TestNet, follow_to_end, last_rounds, round_completed,
 };
 
 const DIM: usize = 9;
@@ -41,23 +41,17 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
     };
     let mut net = TestNet::start(n, timeout, configure).await.unwrap();
 
-    wait_for(&mut net.events[victim], timeout, |ev| match ev {
-        Event::RoundCompleted { round, .. } if *round == kill_after => Some(()),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    round_completed(&mut net.events[victim], kill_after, timeout)
+        .await
+        .unwrap();
     net.handles[victim].shutdown().await.unwrap();
     assert!(dirs[victim].join(CHECKPOINT_FILE).exists());
     // The others go on without it for a few rounds (each closes at the
     // timeout with n - 1 inputs).
     let ahead = kill_after + 4;
-    wait_for(&mut net.events[0], timeout, |ev| match ev {
-        Event::RoundCompleted { round, .. } if *round == ahead => Some(()),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    round_completed(&mut net.events[0], ahead, timeout)
+        .await
+        .unwrap();
 
     // Restart with a fresh model: everything comes from the checkpoint and
     // the peers.

@@ -11,7 +11,7 @@ use rampart_learn::{
     DatasetKind, Learner, LearnerConfig, ModelKind, Partition, SyntheticConfig, partition,
 };
 use rampart_node::{
-    CHECKPOINT_FILE, Event, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds, wait_for,
+    CHECKPOINT_FILE, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds, round_completed,
 };
 
 const N: usize = 5;
@@ -55,23 +55,16 @@ async fn killed_mlp_node_resumes_from_its_checkpoint_and_finishes() {
     };
     let mut net = TestNet::start(N, timeout, configure).await.unwrap();
 
-    wait_for(&mut net.events[victim], timeout, |ev| match ev {
-        Event::RoundCompleted { round, .. } if *round == kill_after => Some(()),
-        Event::Failed { error } => panic!("{error}"),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    round_completed(&mut net.events[victim], kill_after, timeout)
+        .await
+        .unwrap();
     net.handles[victim].shutdown().await.unwrap();
     let checkpoint = dirs[victim].join(CHECKPOINT_FILE);
     assert!(checkpoint.exists());
     let ahead = kill_after + 3;
-    wait_for(&mut net.events[0], timeout, |ev| match ev {
-        Event::RoundCompleted { round, .. } if *round == ahead => Some(()),
-        _ => None,
-    })
-    .await
-    .unwrap();
+    round_completed(&mut net.events[0], ahead, timeout)
+        .await
+        .unwrap();
 
     // A new process: a fresh learner, the same checkpoint directory.
     let config = configure(victim, TestNet::builder(N, victim))
