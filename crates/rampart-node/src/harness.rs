@@ -150,6 +150,18 @@ pub async fn spawn_and_dial(
     Ok((handle, rx))
 }
 
+/// Creates one directory per node, `base/0` … `base/{n-1}` (checkpoint
+/// directories of a test network).
+pub fn node_dirs(base: &std::path::Path, n: usize) -> std::io::Result<Vec<std::path::PathBuf>> {
+    (0..n)
+        .map(|i| {
+            let d = base.join(i.to_string());
+            std::fs::create_dir_all(&d)?;
+            Ok(d)
+        })
+        .collect()
+}
+
 /// Waits until the node of `rx` completes round `round` (at most
 /// `timeout`); a `Failed` event ends the wait with
 /// [`HarnessError::Failed`].

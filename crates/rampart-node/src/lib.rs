@@ -54,8 +54,8 @@ pub use config::{CHECKPOINT_FILE, ConfigError, NodeConfig, NodeConfigBuilder};
 pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]
 pub use harness::{
-    HarnessError, Rejoin, TestNet, follow_to_end, last_rounds, round_completed, spawn_and_dial,
-    wait_for,
+    HarnessError, Rejoin, TestNet, follow_to_end, last_rounds, node_dirs, round_completed,
+    spawn_and_dial, wait_for,
 };
 pub use node::{NodeError, NodeHandle};
 pub use round::{aggregate_inputs, drift_step, effective_rule, quorum};

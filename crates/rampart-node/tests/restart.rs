@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rampart_gar::Rule;
 use rampart_node::{
-    CHECKPOINT_FILE, LinearRegression, Rejoin, TestNet, follow_to_end, last_rounds, round_completed,
+    CHECKPOINT_FILE, LinearRegression, Rejoin, TestNet, follow_to_end, last_rounds, node_dirs,
+    round_completed,
 };
 
 const DIM: usize = 9;
@@ -23,14 +24,9 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
     // f = 1: the others may close rounds with n - 1 inputs while it is down.
     let rule = Rule::TrimmedMean { f: 1 };
     let timeout = Duration::from_secs(30);
-    let base = std::env::temp_dir().join(format!("rampart-node-restart-{}", std::process::id()));
-    let dirs: Vec<std::path::PathBuf> = (0..n)
-        .map(|i| {
-            let d = base.join(i.to_string());
-            std::fs::create_dir_all(&d).unwrap();
-            d
-        })
-        .collect();
+    // Removed when the test ends, whether it passes or not.
+    let base = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(base.path(), n).unwrap();
     let configure = |i: usize, b: rampart_node::NodeConfigBuilder| {
         b.rule(rule.clone())
             .rounds(rounds)
@@ -97,5 +93,4 @@ async fn killed_node_resumes_from_checkpoint_and_rejoins() {
     );
     handle.shutdown().await.unwrap();
     net.shutdown().await;
-    let _ = std::fs::remove_dir_all(&base);
 }

@@ -11,7 +11,8 @@ use rampart_learn::{
     DatasetKind, Learner, LearnerConfig, ModelKind, Partition, SyntheticConfig, partition,
 };
 use rampart_node::{
-    CHECKPOINT_FILE, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds, round_completed,
+    CHECKPOINT_FILE, NodeConfig, Rejoin, TestNet, follow_to_end, last_rounds, node_dirs,
+    round_completed,
 };
 
 const N: usize = 5;
@@ -36,15 +37,9 @@ async fn killed_mlp_node_resumes_from_its_checkpoint_and_finishes() {
     let kill_after = 4;
     let rule = Rule::TrimmedMean { f: 1 };
     let timeout = Duration::from_secs(60);
-    let base =
-        std::env::temp_dir().join(format!("rampart-node-restart-mlp-{}", std::process::id()));
-    let dirs: Vec<std::path::PathBuf> = (0..N)
-        .map(|i| {
-            let d = base.join(i.to_string());
-            std::fs::create_dir_all(&d).unwrap();
-            d
-        })
-        .collect();
+    // Removed when the test ends, whether it passes or not.
+    let base = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(base.path(), N).unwrap();
     let configure = |i: usize, b: rampart_node::NodeConfigBuilder| {
         b.rule(rule.clone())
             .rounds(rounds)
@@ -115,5 +110,4 @@ async fn killed_mlp_node_resumes_from_its_checkpoint_and_finishes() {
     assert_eq!(rampart_node::Trainer::parameters(&check).unwrap(), params);
     handle.shutdown().await.unwrap();
     net.shutdown().await;
-    let _ = std::fs::remove_dir_all(&base);
 }
