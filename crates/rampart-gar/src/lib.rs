@@ -47,6 +47,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod coord;
+#[cfg(target_arch = "x86_64")]
+mod coord_kernel;
 mod distance;
 mod error;
 mod float;
