@@ -5,8 +5,11 @@
 //!
 //! ```text
 //! cargo bench -p rampart-node --bench dissemination
-//! cargo bench -p rampart-node --bench dissemination -- --nodes 8 --dim 1000000 --rounds 6
+//! cargo bench -p rampart-node --bench dissemination -- --nodes 8 --dim 1000000 --rounds 6 --workers 2
 //! ```
+//!
+//! `--workers` sets the tokio runtime's worker threads (default: the
+//! machine's available parallelism, 2 on the reference machine).
 //!
 //! Round 0 (connection warm-up) is left out of every figure. Runs, in order:
 //! baseline, nodes with the average rule, nodes with multi-Bulyan (f = 1),
@@ -23,6 +26,8 @@ struct Args {
     nodes: usize,
     dim: usize,
     rounds: u64,
+    /// Tokio worker threads (default: the machine's available parallelism).
+    workers: usize,
     /// Run only `average` (the nodes with that rule) or `baseline`, for
     /// profiling.
     only: Option<String>,
@@ -33,6 +38,7 @@ fn args() -> Args {
         nodes: 8,
         dim: 1_000_000,
         rounds: 6,
+        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         only: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +57,7 @@ fn args() -> Args {
             "--nodes" => a.nodes = val() as usize,
             "--dim" => a.dim = val() as usize,
             "--rounds" => a.rounds = val(),
+            "--workers" => a.workers = (val() as usize).max(1),
             // `cargo bench` passes --bench; other flags are not ours.
             _ => {}
         }
@@ -110,7 +117,16 @@ async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
             .round_timeout(Duration::from_secs(120))
             .drift_period(drift)
             .job_tag(tag)
-            .trainer(LinearRegression::new(d, 1, i as u64, 2))
+            // One sample per gradient (two passes over the model, a few ms
+            // at d = 1e6: the figure is about dissemination, not training),
+            // and a rate inside the trainer's stable range at this size
+            // (about 3 / d): at its default 0.1 the gradients overflow within
+            // ten rounds and the inputs are rejected as non-finite.
+            .trainer(
+                LinearRegression::new(d, 1, i as u64, 2)
+                    .with_batch(1)
+                    .with_learning_rate(1.0 / d as f32),
+            )
     })
     .await
     .expect("start the nodes");
@@ -168,7 +184,7 @@ async fn plain(a: &Args, frame: &[u8]) -> Figures {
 fn main() {
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(a.workers)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -204,9 +220,16 @@ fn main() {
     }
     let (base1, avg, mbul, mbul_drift, base2) = rt.block_on(async {
         let base1 = plain(&a, &frame).await;
+        eprintln!("baseline: round {:.3} s", mean(&base1.total));
         let avg = nodes(&a, Rule::Average, 0, "bench-average").await;
+        eprintln!("nodes, average: round {:.3} s", mean(&avg.total));
         let mbul = nodes(&a, mb.clone(), 0, "bench-multi-bulyan").await;
+        eprintln!("nodes, multi-Bulyan: round {:.3} s", mean(&mbul.total));
         let mbul_drift = nodes(&a, mb.clone(), 2, "bench-multi-bulyan-drift").await;
+        eprintln!(
+            "nodes, multi-Bulyan with drift: round {:.3} s",
+            mean(&mbul_drift.total)
+        );
         let base2 = plain(&a, &frame).await;
         (base1, avg, mbul, mbul_drift, base2)
     });
@@ -215,11 +238,13 @@ fn main() {
     both.extend(&base2.total);
     let base = mean(&both);
     println!(
-        "n = {}, d = {}, frame = {} bytes, rounds measured = {} per node (round 0 left out)",
+        "n = {}, d = {}, frame = {} bytes, rounds measured = {} per node (round 0 left out), {} tokio workers, {} CPUs",
         a.nodes,
         a.dim,
         frame.len(),
-        a.rounds - 1
+        a.rounds - 1,
+        a.workers,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "bound (n - 1) * d * 4 = {bound:.0} bytes; baseline round = mean of both baseline runs = {base:.3} s"

@@ -164,6 +164,12 @@ impl Trainer for rampart_learn::Learner {
 /// noisy samples drawn from a stream of `(job_seed, node)`; each round's
 /// mini-batch is chosen by `(job_seed, node, round)`. All arithmetic is f32
 /// in a fixed order.
+///
+/// The learning rate is 0.1, stable while 0.1 · E‖x‖² < 1, i.e. up to about
+/// 30 weights (E‖x‖² = (dim − 1)/3 + 1). Larger models diverge to infinite
+/// gradients within a few rounds at that rate, which honest nodes then
+/// reject as non-finite: give them a smaller rate with
+/// [`LinearRegression::with_learning_rate`].
 #[cfg(any(test, feature = "test-utils"))]
 #[derive(Clone, Debug)]
 pub struct LinearRegression {
@@ -218,6 +224,32 @@ impl LinearRegression {
             lr: 0.1,
             seed: job_seed ^ node.rotate_left(17),
         }
+    }
+
+    /// The same trainer with learning rate `lr` (0.1 by default).
+    ///
+    /// ```
+    /// use rampart_node::{LinearRegression, Trainer};
+    /// let mut t = LinearRegression::new(1_000, 1, 0, 4).with_learning_rate(1e-3);
+    /// let before = t.loss();
+    /// for round in 0..20 {
+    ///     let (_, g) = t.gradient(round).unwrap();
+    ///     t.apply(&g, round).unwrap();
+    /// }
+    /// assert!(t.loss() < before);
+    /// ```
+    #[must_use]
+    pub fn with_learning_rate(mut self, lr: f32) -> Self {
+        self.lr = lr;
+        self
+    }
+
+    /// The same trainer with `batch` samples per gradient (8 by default;
+    /// at least 1). A gradient costs two passes over the model per sample.
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
     }
 
     /// Mean squared error over the node's own samples.
