@@ -280,21 +280,13 @@ fn tile<T: Float>(
     col: &mut [T],
 ) {
     let len = out.len();
-    let mut finite = None;
-    #[cfg(target_arch = "x86_64")]
-    if len == TILE
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && let (Some(b), Some(o)) = (T::as_f32_slice_mut(buf), T::as_f32_slice_mut(out))
-    {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        #[allow(unsafe_code)]
-        {
-            finite = unsafe { crate::coord_kernel::reduce_tile(b, TILE, rows, o, op) };
-        }
-        if finite == Some(true) {
-            return;
-        }
+    let finite = if len == TILE {
+        register_kernel(buf, rows, out, op)
+    } else {
+        None
+    };
+    if finite == Some(true) {
+        return;
     }
     if len == TILE && finite.unwrap_or_else(|| all_finite(buf, rows)) {
         sort_tile(buf, network);
@@ -307,6 +299,29 @@ fn tile<T: Float>(
             *o = T::from_f64(exact_op(col, op));
         }
     }
+}
+
+/// The register kernel on a full tile where it applies (`f32`, AVX2 and FMA,
+/// a size it unrolls): `Some(true)` done, `Some(false)` the tile holds a
+/// non-finite value, `None` not applicable.
+#[inline(always)]
+fn register_kernel<T: Float>(
+    buf: &mut [T],
+    rows: usize,
+    out: &mut [T],
+    op: CoordOp,
+) -> Option<bool> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && let (Some(b), Some(o)) = (T::as_f32_slice_mut(buf), T::as_f32_slice_mut(out))
+    {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        return unsafe { crate::coord_kernel::reduce_tile(b, TILE, rows, o, op) };
+    }
+    let _ = (buf, rows, out, op);
+    None
 }
 
 /// Branch-free finiteness test of a full tile: `v − v` is 0 for finite `v`
