@@ -8,8 +8,10 @@
 //! and reads it again to reduce; this kernel does the same operations in the
 //! same order (same comparators, `vminps`/`vmaxps` on finite values, the
 //! same window search, sums in ascending position), so it gives the same
-//! bits — checked by the tests at the end of this file. Sizes beyond the
-//! unrolled ones (more than 16 values, or β above 8) stay on the tile path.
+//! bits — `coord::tests::f32_kernel_matches_the_tile_path` compares the two
+//! for every size and reduction, and the test at the end of this file the
+//! networks. Sizes beyond the unrolled ones (more than 16 values, β above 8)
+//! stay on the tile path.
 
 #![allow(unsafe_code)]
 
