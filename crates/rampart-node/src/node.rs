@@ -26,7 +26,7 @@ use crate::event::{Event, RoundTimings, Status};
 use crate::round::{aggregate_inputs, drift_step, effective_rule, quorum};
 use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmError};
 use crate::trainer::{Trainer, TrainerError};
-use crate::validate::{Freshness, Reason, Refusal, Validator, ValidatorConfig};
+use crate::validate::{Freshness, NonFinitePolicy, Reason, Refusal, Validator, ValidatorConfig};
 use crate::wire::{
     EquivocationProof, JobId, Message, PayloadKind, PullRequest, SignError, SignedHeader,
     SignedPayload,
@@ -406,6 +406,12 @@ struct Actor {
     /// Blind pulls of drift models by (round, sender).
     drift_blind: HashMap<(u64, PeerId), usize>,
     pending_drift: Option<oneshot::Receiver<DriftResult>>,
+    /// What the job does with NaN and ±∞ (also applied to this node's own
+    /// gradient).
+    non_finite: NonFinitePolicy,
+    /// Whether a non-finite own gradient was already reported (policy
+    /// `PassToRule`: once per run).
+    own_non_finite_reported: bool,
     /// The round's `RoundCompleted`, held back during its drift step.
     report: Option<Event>,
     drift_started: Instant,
@@ -509,6 +515,8 @@ impl Actor {
             drift_announced: BTreeMap::new(),
             drift_blind: HashMap::new(),
             pending_drift: None,
+            non_finite: cfg.non_finite,
+            own_non_finite_reported: false,
             report: None,
             drift_started: now,
             paused: false,
@@ -968,6 +976,31 @@ impl Actor {
         self.gradient_at = Instant::now();
         self.compute_time = self.gradient_at - self.round_started;
         self.loss = loss;
+        if !grad.iter().all(|v| v.is_finite()) {
+            match self.non_finite {
+                // The peers would refuse it and this node would aggregate
+                // it: fail now with the cause rather than time out rounds.
+                NonFinitePolicy::Reject => {
+                    return self.fail(format!(
+                        "the trainer's gradient for round {} has a NaN or infinite value, so the \
+                         model has diverged and the peers would refuse it (the job refuses \
+                         non-finite inputs); lower the learning rate, or restart from an earlier \
+                         checkpoint",
+                        self.round
+                    ));
+                }
+                _ => {
+                    if !self.own_non_finite_reported {
+                        self.own_non_finite_reported = true;
+                        warn!(
+                            round = self.round,
+                            "the trainer's gradient has a NaN or infinite value; sending it to \
+                             the rule, as the job's non-finite policy says (reported once)"
+                        );
+                    }
+                }
+            }
+        }
         if self.value_attack.is_some() {
             return self.start_forging(grad);
         }
