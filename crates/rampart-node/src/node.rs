@@ -165,7 +165,9 @@ impl NodeHandle {
     }
 }
 
-type GradientResult = Result<(Option<f32>, Vec<f32>), TrainerError>;
+/// The loss, the gradient, and whether every value of it is finite (checked
+/// on the trainer thread, off the event loop).
+type GradientResult = Result<(Option<f32>, Vec<f32>, bool), TrainerError>;
 type ApplyResult = Result<Vec<f32>, NodeError>;
 type RestoreResult = Result<Option<u64>, NodeError>;
 /// The median model and the spread of the models it came from.
@@ -213,7 +215,11 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.blocking_recv() {
         match job {
             Job::Gradient { round, reply } => {
-                let _ = reply.send(trainer.gradient(round));
+                let result = trainer.gradient(round).map(|(loss, grad)| {
+                    let finite = grad.iter().all(|v| v.is_finite());
+                    (loss, grad, finite)
+                });
+                let _ = reply.send(result);
             }
             Job::Apply {
                 round,
@@ -968,7 +974,7 @@ impl Actor {
     }
 
     fn on_gradient(&mut self, r: Result<GradientResult, oneshot::error::RecvError>) {
-        let (loss, grad) = match r {
+        let (loss, grad, finite) = match r {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return self.fail(e.to_string()),
             Err(_) => return self.fail("the trainer thread stopped".into()),
@@ -976,7 +982,7 @@ impl Actor {
         self.gradient_at = Instant::now();
         self.compute_time = self.gradient_at - self.round_started;
         self.loss = loss;
-        if !grad.iter().all(|v| v.is_finite()) {
+        if !finite {
             match self.non_finite {
                 // The peers would refuse it and this node would aggregate
                 // it: fail now with the cause rather than time out rounds.
@@ -989,7 +995,7 @@ impl Actor {
                         self.round
                     ));
                 }
-                _ => {
+                NonFinitePolicy::PassToRule => {
                     if !self.own_non_finite_reported {
                         self.own_non_finite_reported = true;
                         warn!(

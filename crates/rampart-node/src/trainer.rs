@@ -167,8 +167,9 @@ impl Trainer for rampart_learn::Learner {
 ///
 /// The learning rate is 0.1, stable while 0.1 · E‖x‖² < 1, i.e. up to about
 /// 30 weights (E‖x‖² = (dim − 1)/3 + 1). Larger models diverge to infinite
-/// gradients within a few rounds at that rate, which honest nodes then
-/// reject as non-finite: give them a smaller rate with
+/// gradients within a few rounds at that rate, and a node whose gradient is
+/// not finite stops with `Event::Failed` (under the default non-finite
+/// policy): give them a smaller rate with
 /// [`LinearRegression::with_learning_rate`].
 #[cfg(any(test, feature = "test-utils"))]
 #[derive(Clone, Debug)]
