@@ -318,7 +318,7 @@ fn register_kernel<T: Float>(
     {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         #[allow(unsafe_code)]
-        return unsafe { crate::coord_kernel::reduce_tile(b, TILE, rows, o, op) };
+        return unsafe { crate::coord_kernel::reduce_tile(b, rows, o, op) };
     }
     let _ = (buf, rows, out, op);
     None
@@ -615,9 +615,8 @@ mod tests {
                     let mut fast = vec![0f32; TILE];
                     // SAFETY: AVX2 and FMA checked above.
                     #[allow(unsafe_code)]
-                    let done = unsafe {
-                        crate::coord_kernel::reduce_tile(&buf, TILE, rows, &mut fast, op)
-                    };
+                    let done =
+                        unsafe { crate::coord_kernel::reduce_tile(&buf, rows, &mut fast, op) };
                     assert_eq!(done, Some(true), "rows {rows} {op:?}");
                     let mut sorted = buf.clone();
                     let mut want = vec![0f32; TILE];
@@ -637,7 +636,7 @@ mod tests {
                     let mut out = vec![0f32; TILE];
                     #[allow(unsafe_code)]
                     let done = unsafe {
-                        crate::coord_kernel::reduce_tile(&b, TILE, rows, &mut out, CoordOp::Median)
+                        crate::coord_kernel::reduce_tile(&b, rows, &mut out, CoordOp::Median)
                     };
                     assert_eq!(done, Some(false), "rows {rows} {bad}");
                 }

@@ -75,7 +75,7 @@ const TRIMMED: u8 = 1;
 const CLOSEST_MEDIAN: u8 = 2;
 const CLOSEST_UPPER: u8 = 3;
 
-/// Reduces one `rows × TILE` tile (row r at `buf[r * stride..]`) into `out`
+/// Reduces one `rows × TILE` tile (row r at `buf[r * TILE..]`) into `out`
 /// (`TILE` values): `Some(true)`
 /// when done, `Some(false)` (nothing written) when the tile holds a
 /// non-finite value, `None` when this size is not unrolled here.
@@ -85,18 +85,17 @@ const CLOSEST_UPPER: u8 = 3;
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn reduce_tile(
     buf: &[f32],
-    stride: usize,
     rows: usize,
     out: &mut [f32],
     op: CoordOp,
 ) -> Option<bool> {
-    if rows == 0 || stride < TILE || buf.len() < (rows - 1) * stride + TILE || out.len() != TILE {
+    if buf.len() < rows * TILE || out.len() != TILE {
         return None;
     }
     macro_rules! by_rows {
         ($($r:literal)*) => {
             match rows {
-                $($r => by_op::<$r>(buf, stride, out, op),)*
+                $($r => by_op::<$r>(buf, out, op),)*
                 _ => None,
             }
         };
@@ -105,18 +104,18 @@ pub(crate) unsafe fn reduce_tile(
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn by_op<const R: usize>(buf: &[f32], stride: usize, out: &mut [f32], op: CoordOp) -> Option<bool> {
+fn by_op<const R: usize>(buf: &[f32], out: &mut [f32], op: CoordOp) -> Option<bool> {
     macro_rules! by_beta {
         ($kind:ident, $beta:expr, $($b:literal)*) => {
             match $beta {
-                $($b if $b <= R => run::<R, $kind, $b>(buf, stride, out, 0),)*
+                $($b if $b <= R => run::<R, $kind, $b>(buf, out, 0),)*
                 _ => return None,
             }
         };
     }
     let done = match op {
-        CoordOp::Median => run::<R, MEDIAN, 0>(buf, stride, out, 0),
-        CoordOp::TrimmedMean { f } if 2 * f < R => run::<R, TRIMMED, 0>(buf, stride, out, f),
+        CoordOp::Median => run::<R, MEDIAN, 0>(buf, out, 0),
+        CoordOp::TrimmedMean { f } if 2 * f < R => run::<R, TRIMMED, 0>(buf, out, f),
         CoordOp::TrimmedMean { .. } => return None,
         CoordOp::ClosestToMedian { beta } => by_beta!(CLOSEST_MEDIAN, beta, 1 2 3 4 5 6 7 8),
         CoordOp::ClosestToUpperMedian { beta } => by_beta!(CLOSEST_UPPER, beta, 1 2 3 4 5 6 7 8),
@@ -130,7 +129,6 @@ fn by_op<const R: usize>(buf: &[f32], stride: usize, out: &mut [f32], op: CoordO
 #[target_feature(enable = "avx2,fma")]
 fn run<const R: usize, const KIND: u8, const B: usize>(
     buf: &[f32],
-    stride: usize,
     out: &mut [f32],
     f: usize,
 ) -> bool {
@@ -139,7 +137,7 @@ fn run<const R: usize, const KIND: u8, const B: usize>(
     for (l, o) in out.chunks_exact_mut(8).enumerate() {
         let mut v = [zero; R];
         for (r, x) in v.iter_mut().enumerate() {
-            let at = r * stride + 8 * l;
+            let at = r * TILE + 8 * l;
             let c = &buf[at..at + 8];
             // SAFETY: `c` holds 8 values.
             *x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
