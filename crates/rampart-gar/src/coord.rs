@@ -109,6 +109,9 @@ pub(crate) struct Averages<'a, T> {
     groups: Vec<Vec<usize>>,
     /// Visit order: (group, base group it extends, members to add).
     plan: Vec<(usize, Option<usize>, Vec<usize>)>,
+    /// Rows to prefetch before each step of the plan: every used row once,
+    /// spread over the steps.
+    ahead: Vec<Vec<usize>>,
 }
 
 impl<'a, T: Float> Averages<'a, T> {
@@ -137,7 +140,20 @@ impl<'a, T: Float> Averages<'a, T> {
             };
             plan.push((g, base, extra));
         }
-        Self { rows, groups, plan }
+        let mut used: Vec<usize> = groups.iter().flatten().copied().collect();
+        used.sort_unstable();
+        used.dedup();
+        let steps = plan.len().max(1);
+        let mut ahead = vec![Vec::new(); steps];
+        for (k, &i) in used.iter().enumerate() {
+            ahead[k * steps / used.len()].push(i);
+        }
+        Self {
+            rows,
+            groups,
+            plan,
+            ahead,
+        }
     }
 }
 
@@ -152,22 +168,41 @@ impl<T: Float> TileSource<T> for Averages<'_, T> {
     }
     #[inline(always)]
     fn fill(&self, c0: usize, len: usize, buf: &mut [T]) {
-        for (g, base, extra) in &self.plan {
+        for ((g, base, extra), ahead) in self.plan.iter().zip(&self.ahead) {
             let (g, base) = (*g, *base);
+            for &i in ahead {
+                prefetch_tile(self.rows[i], c0 + PREFETCH_TILES * TILE);
+            }
             // Members outer, coordinates inner: each member's tile slice is
             // read as one contiguous run, and the sum row stays in L1.
             match base {
                 Some(h) => buf.copy_within(h * TILE..h * TILE + len, g * TILE),
                 None => buf[g * TILE..g * TILE + len].fill(T::ZERO),
             }
-            for &i in extra {
-                prefetch_tile(self.rows[i], c0 + PREFETCH_TILES * TILE);
-            }
             let out = &mut buf[g * TILE..g * TILE + len];
-            for &i in extra {
-                let x = &self.rows[i][c0..c0 + len];
-                for (o, v) in out.iter_mut().zip(x) {
-                    *o = *o + *v;
+            // Four members per sweep, added one after another as before
+            // (same bits), so each sum value is loaded and stored once per
+            // four additions.
+            let x = |i: usize| &self.rows[i][c0..c0 + len];
+            let mut quads = extra.chunks_exact(4);
+            for q in &mut quads {
+                let (a, b, c, d) = (x(q[0]), x(q[1]), x(q[2]), x(q[3]));
+                for j in 0..len {
+                    out[j] = out[j] + a[j] + b[j] + c[j] + d[j];
+                }
+            }
+            let rest = quads.remainder();
+            let mut pairs = rest.chunks_exact(2);
+            for p in &mut pairs {
+                let (a, b) = (x(p[0]), x(p[1]));
+                for j in 0..len {
+                    out[j] = out[j] + a[j] + b[j];
+                }
+            }
+            for &i in pairs.remainder() {
+                let a = x(i);
+                for j in 0..len {
+                    out[j] = out[j] + a[j];
                 }
             }
         }
