@@ -260,9 +260,45 @@ fn partitioned_node_rejoins_and_drift_control_pulls_it_back() {
             (r.parse().unwrap(), d.parse().unwrap())
         })
         .collect();
+    //
+    // Once pulled back, the models stay identical unless a later round
+    // times out somewhere (a stall on a loaded machine): a node that
+    // aggregates fewer inputs than the others applies a different update,
+    // and the next drift step measures that. Such a spread must be
+    // explained by a round with a missing input in its window; the last
+    // drift step (round 19) makes the final models identical again.
+    let short = short_rounds(report);
     let drift_step = (healed + 1..).find(|r| (r + 1) % 5 == 0).unwrap();
     let after: Vec<&(u64, f64)> = spread.iter().filter(|(r, _)| *r > drift_step).collect();
     assert!(!after.is_empty(), "{spread:?}");
-    assert!(after.iter().all(|(_, d)| *d < 1e-6), "{spread:?}");
+    for &&(round, d) in &after {
+        let window = round.saturating_sub(4)..=round;
+        assert!(
+            d < 1e-6 || short.iter().any(|(_, r, _)| window.contains(r)),
+            "spread {d} at round {round} with every input aggregated in rounds {window:?}; \
+             spread {spread:?}; rounds with missing inputs (node, round, accepted): {short:?}"
+        );
+    }
     assert_eq!(summary["honest_models_identical"], true, "{summary}");
+}
+
+/// (node, round, inputs aggregated) for every round a node aggregated
+/// without all five inputs, from the report's per-node metrics.
+fn short_rounds(report: &std::path::Path) -> Vec<(usize, u64, u64)> {
+    let mut out = Vec::new();
+    for i in 0..5 {
+        let csv = std::fs::read_to_string(report.join(format!("metrics/node-{i}.csv"))).unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (round, accepted) = (col("round"), col("accepted"));
+        for line in lines {
+            let f: Vec<&str> = line.split(',').collect();
+            let (r, a): (u64, u64) = (f[round].parse().unwrap(), f[accepted].parse().unwrap());
+            if a < 5 {
+                out.push((i, r, a));
+            }
+        }
+    }
+    out
 }
