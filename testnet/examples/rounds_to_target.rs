@@ -11,23 +11,25 @@
 //! as that seed in `rampart testnet`.
 //!
 //! ```text
-//! cargo run --release -p rampart-node --example rounds_to_target -- \
+//! cargo run --release -p rampart-testnet --example rounds_to_target -- \
 //!     --data-dir ../shared/datasets/mnist --seeds 1-30 --rounds 60
 //! ```
 //!
 //! Flags: `--data-dir DIR` (MNIST IDX files, required), `--seeds A-B` or
 //! `--seeds A,B,..` (default 1-10), `--rounds R` (60), `--target ACC` (0.9),
 //! `--every K` (5), `--nodes N` (11), `--f F` (2), `--rules
-//! average,multi-bulyan` (any of average, median, multi-krum, multi-bulyan).
-//! Prints one line per seed and the means at the end.
+//! average,multi-bulyan` (rule names as in `rampart testnet`, each with the
+//! same parameters the testnet gives it). Prints one line per seed and the
+//! means at the end.
 
-use std::error::Error;
 use std::path::PathBuf;
 
-use rampart_gar::{Aggregate, CoordinatePhase, Rule};
+use anyhow::{Context, Result, bail, ensure};
+use rampart_gar::{Aggregate, Rule};
 use rampart_learn::{
     DatasetKind, Learner, LearnerConfig, ModelKind, Partition, Schedule, partition,
 };
+use rampart_testnet::RuleName;
 
 struct Args {
     data_dir: PathBuf,
@@ -37,10 +39,10 @@ struct Args {
     every: u64,
     nodes: usize,
     f: usize,
-    rules: Vec<String>,
+    rules: Vec<RuleName>,
 }
 
-fn parse() -> Result<Args, Box<dyn Error>> {
+fn parse() -> Result<Args> {
     let mut a = Args {
         data_dir: PathBuf::new(),
         seeds: (1..=10).collect(),
@@ -49,65 +51,58 @@ fn parse() -> Result<Args, Box<dyn Error>> {
         every: 5,
         nodes: 11,
         f: 2,
-        rules: vec!["average".into(), "multi-bulyan".into()],
+        rules: vec![RuleName::Average, RuleName::MultiBulyan],
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?
-            .clone();
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let number = || format!("{flag} takes a number, not {value:?}");
         match flag.as_str() {
             "--data-dir" => a.data_dir = value.into(),
             "--seeds" => {
                 a.seeds = match value.split_once('-') {
-                    Some((lo, hi)) => (lo.parse()?..=hi.parse()?).collect(),
-                    None => value.split(',').map(str::parse).collect::<Result<_, _>>()?,
+                    Some((lo, hi)) => (lo.parse().with_context(number)?
+                        ..=hi.parse().with_context(number)?)
+                        .collect(),
+                    None => value
+                        .split(',')
+                        .map(|s| s.parse().with_context(number))
+                        .collect::<Result<_>>()?,
                 }
             }
-            "--rounds" => a.rounds = value.parse()?,
-            "--target" => a.target = value.parse()?,
-            "--every" => a.every = value.parse::<u64>()?.max(1),
-            "--nodes" => a.nodes = value.parse()?,
-            "--f" => a.f = value.parse()?,
-            "--rules" => a.rules = value.split(',').map(String::from).collect(),
-            other => return Err(format!("unknown flag {other}").into()),
+            "--rounds" => a.rounds = value.parse().with_context(number)?,
+            "--target" => a.target = value.parse().with_context(number)?,
+            "--every" => a.every = value.parse::<u64>().with_context(number)?.max(1),
+            "--nodes" => a.nodes = value.parse().with_context(number)?,
+            "--f" => a.f = value.parse().with_context(number)?,
+            "--rules" => a.rules = value.split(',').map(str::parse).collect::<Result<_>>()?,
+            other => bail!("unknown flag {other}"),
         }
     }
-    if a.data_dir.as_os_str().is_empty() {
-        return Err("--data-dir DIR (the MNIST IDX files) is required".into());
-    }
+    ensure!(
+        !a.data_dir.as_os_str().is_empty(),
+        "--data-dir DIR (the MNIST IDX files) is required"
+    );
+    ensure!(!a.seeds.is_empty(), "--seeds gives no seed");
+    ensure!(!a.rules.is_empty(), "--rules gives no rule");
     Ok(a)
 }
 
-fn rule(name: &str, f: usize) -> Result<Rule, Box<dyn Error>> {
-    Ok(match name {
-        "average" => Rule::Average,
-        "median" => Rule::Median,
-        "multi-krum" => Rule::MultiKrum { f, m: None },
-        "multi-bulyan" => Rule::MultiBulyan {
-            f,
-            m: None,
-            phase: CoordinatePhase::MedianClosest,
-        },
-        other => return Err(format!("unknown rule {other}").into()),
-    })
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Result<()> {
     let args = parse()?;
-    let rules: Vec<(String, Rule)> = args
+    let rules: Vec<(RuleName, Rule)> = args
         .rules
         .iter()
-        .map(|r| Ok((r.clone(), rule(r, args.f)?)))
-        .collect::<Result<_, Box<dyn Error>>>()?;
-    for (_, r) in &rules {
-        r.check(args.nodes)?;
+        .map(|&r| Ok((r, r.to_rule(args.f, None)?)))
+        .collect::<Result<_>>()?;
+    for (name, r) in &rules {
+        r.check(args.nodes)
+            .with_context(|| format!("{name} with --nodes {} and --f {}", args.nodes, args.f))?;
     }
-    let split = DatasetKind::Mnist.load(&args.data_dir).map_err(|e| {
+    let split = DatasetKind::Mnist.load(&args.data_dir).with_context(|| {
         format!(
-            "cannot read MNIST from {}: {e} (point --data-dir at the IDX files)",
+            "cannot read MNIST from {} (point --data-dir at the IDX files)",
             args.data_dir.display()
         )
     })?;
@@ -135,7 +130,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                         seed * 1000 + i as u64,
                     )?)
                 })
-                .collect::<Result<Vec<Learner>, Box<dyn Error>>>()?;
+                .collect::<Result<Vec<Learner>>>()?;
             let mut hit = None;
             let mut accuracy = 0.0;
             for round in 1..=args.rounds {
