@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
@@ -106,13 +107,13 @@ impl ValueAttack {
 /// parity of the target's roster position.
 pub(crate) struct Plan {
     pub(crate) gossip: Option<Vec<u8>>,
-    pub(crate) push: [Option<Vec<u8>>; 2],
+    pub(crate) push: [Option<Bytes>; 2],
 }
 
-fn frames(p: &SignedPayload) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+fn frames(p: &SignedPayload) -> (Option<Vec<u8>>, Option<Bytes>) {
     (
         Message::Header(p.header.clone()).encode().ok(),
-        Message::Push(p.clone()).encode().ok(),
+        Message::Push(p.clone()).encode().ok().map(Bytes::from),
     )
 }
 
@@ -147,9 +148,10 @@ pub(crate) fn forge(
         Attack::Garbage => {
             let mut junk = vec![WIRE_VERSION];
             junk.extend((0..63u8).map(|i| i.wrapping_mul(37) ^ 0xa5));
+            let push = Bytes::from(junk.clone());
             Plan {
-                gossip: Some(junk.clone()),
-                push: [Some(junk.clone()), Some(junk)],
+                gossip: Some(junk),
+                push: [Some(push.clone()), Some(push)],
             }
         }
         Attack::WrongDimension => {

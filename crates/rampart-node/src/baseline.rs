@@ -6,13 +6,14 @@
 //! aggregation.
 //!
 //! N swarms on 127.0.0.1 run in lockstep like nodes do: in each round every
-//! swarm pushes its frame to every other (a copy per peer, answered by a
-//! one-byte ack) and its round ends when it has received the n − 1 frames of
+//! swarm pushes its frame to every other (one buffer shared by the pushes,
+//! as a node does, each answered by a one-byte ack) and its round ends when it has received the n − 1 frames of
 //! that round; then it starts the next one.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{
@@ -188,7 +189,7 @@ impl Lockstep {
                         r.copy_from_slice(&request[..8]);
                         *received.entry(u64::from_le_bytes(r)).or_default() += 1;
                         bytes += 1;
-                        let _ = self.swarm.behaviour_mut().send_response(channel, vec![0]);
+                        let _ = self.swarm.behaviour_mut().send_response(channel, Bytes::from_static(&[0]));
                     }
                     SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. })
                         if !reported =>
@@ -228,15 +229,15 @@ impl Lockstep {
         }
     }
 
-    /// Pushes this round's frame to every peer (one copy each, as a node
-    /// does); returns the bytes handed to libp2p.
+    /// Pushes this round's frame to every peer (the round's frame built
+    /// once and shared by the pushes, as a node does); returns the bytes
+    /// handed to libp2p.
     fn push(&mut self, round: usize) -> u64 {
         self.frame[..8].copy_from_slice(&(round as u64).to_le_bytes());
+        let frame = Bytes::copy_from_slice(&self.frame);
         let peers: Vec<PeerId> = self.peers.iter().map(|(p, _)| *p).collect();
         for p in &peers {
-            self.swarm
-                .behaviour_mut()
-                .send_request(p, self.frame.clone());
+            self.swarm.behaviour_mut().send_request(p, frame.clone());
         }
         (self.frame.len() * peers.len()) as u64
     }

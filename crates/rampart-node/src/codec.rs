@@ -9,6 +9,7 @@
 
 use std::io;
 
+use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
@@ -66,28 +67,28 @@ where
 
 impl request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
+    type Request = Bytes;
+    type Response = Bytes;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_frame).await
+        read_frame(io, self.max_frame).await.map(Bytes::from)
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_frame).await
+        read_frame(io, self.max_frame).await.map(Bytes::from)
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Bytes,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
@@ -99,7 +100,7 @@ impl request_response::Codec for FrameCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Vec<u8>,
+        res: Bytes,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
@@ -124,14 +125,14 @@ mod tests {
     fn round_trip_and_length() {
         let mut codec = FrameCodec::new(16);
         let mut buf = Cursor::new(Vec::new());
-        block_on(codec.write_request(&proto(), &mut buf, vec![1, 2, 3])).unwrap();
+        block_on(codec.write_request(&proto(), &mut buf, vec![1, 2, 3].into())).unwrap();
         assert_eq!(buf.get_ref(), &[3, 0, 0, 0, 1, 2, 3]);
         buf.set_position(0);
         let back = block_on(codec.read_request(&proto(), &mut buf)).unwrap();
         assert_eq!(back, vec![1, 2, 3]);
 
         let mut buf = Cursor::new(Vec::new());
-        block_on(codec.write_response(&proto(), &mut buf, vec![0; 16])).unwrap();
+        block_on(codec.write_response(&proto(), &mut buf, vec![0; 16].into())).unwrap();
         assert_eq!(buf.get_ref().len(), 20);
         buf.set_position(0);
         assert_eq!(
@@ -144,7 +145,8 @@ mod tests {
     fn oversize_is_refused_both_ways() {
         let mut codec = FrameCodec::new(16);
         let mut buf = Cursor::new(Vec::new());
-        let err = block_on(codec.write_request(&proto(), &mut buf, vec![0; 17])).unwrap_err();
+        let err =
+            block_on(codec.write_request(&proto(), &mut buf, vec![0; 17].into())).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         // A claimed length of 4 GiB is refused before any allocation.
         let mut evil = Cursor::new(vec![0xff, 0xff, 0xff, 0xff, 1, 2]);

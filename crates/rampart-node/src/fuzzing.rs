@@ -69,7 +69,7 @@ pub fn frames(data: &[u8]) {
     let mut io = Cursor::new(data);
     // Every frame consumes at least its 4-byte prefix, so this ends.
     while let Ok(frame) = block_on(read_frame(&mut io, MAX_FRAME)) {
-        if let Ok(m) = v.decode(&frame) {
+        if let Ok(m) = v.decode_frame(frame.into()) {
             validate(&mut v, &m);
         }
     }

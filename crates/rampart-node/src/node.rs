@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -216,7 +217,7 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
         match job {
             Job::Gradient { round, reply } => {
                 let result = trainer.gradient(round).map(|(loss, grad)| {
-                    let finite = grad.iter().all(|v| v.is_finite());
+                    let finite = crate::wire::all_finite(&grad);
                     (loss, grad, finite)
                 });
                 let _ = reply.send(result);
@@ -846,6 +847,7 @@ impl Actor {
         self.answers.clear();
         let peers: Vec<PeerId> = self.connected.iter().copied().collect();
         if let Ok(bytes) = Message::StateRequest.encode() {
+            let bytes = Bytes::from(bytes);
             for peer in peers {
                 let id = self
                     .swarm
@@ -1196,7 +1198,7 @@ impl Actor {
         self.try_forge(false);
     }
 
-    fn on_rr(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_rr(&mut self, ev: request_response::Event<Bytes, Bytes>) {
         match ev {
             request_response::Event::Message {
                 peer,
@@ -1206,7 +1208,7 @@ impl Actor {
                     },
                 ..
             } => {
-                let response = match self.validator.decode(&request) {
+                let response = match self.validator.decode_frame(request) {
                     Err(r) => {
                         let reject = r.reason.is_reject();
                         self.refused(peer, r);
@@ -1231,7 +1233,11 @@ impl Actor {
                 };
                 if let Ok(bytes) = response.encode() {
                     self.bytes_sent += bytes.len() as u64;
-                    let _ = self.swarm.behaviour_mut().rr.send_response(channel, bytes);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .rr
+                        .send_response(channel, bytes.into());
                 }
             }
             request_response::Event::Message {
@@ -1249,7 +1255,7 @@ impl Actor {
                     // Any answer shows the connection carries traffic.
                     self.probe_misses.remove(&peer);
                 }
-                match self.validator.decode(&response) {
+                match self.validator.decode_frame(response) {
                     Err(r) => {
                         self.refused(peer, r);
                     }
@@ -1674,7 +1680,7 @@ impl Actor {
             self.probes.remove(&id);
             self.probe_missed(peer);
         }
-        let Ok(bytes) = Message::Ping.encode() else {
+        let Ok(bytes) = Message::Ping.encode().map(Bytes::from) else {
             return;
         };
         let waiting: HashSet<PeerId> = self.probes.values().map(|(p, _)| *p).collect();
@@ -1858,7 +1864,11 @@ impl Actor {
     fn send_pull(&mut self, target: PeerId, key: PeerId, req: PullRequest) {
         if let Ok(bytes) = Message::Pull(req).encode() {
             self.bytes_sent += bytes.len() as u64;
-            let id = self.swarm.behaviour_mut().rr.send_request(&target, bytes);
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .rr
+                .send_request(&target, bytes.into());
             self.pulls.insert(id, (self.round, key));
         }
     }

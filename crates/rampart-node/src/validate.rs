@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::Bytes;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
@@ -248,6 +249,15 @@ impl Validator {
         }
     }
 
+    /// [`Validator::decode`] of an owned frame: a payload stays a view into
+    /// the frame, with no copy.
+    pub(crate) fn decode_frame(&mut self, frame: Bytes) -> Result<Message, Refusal> {
+        match Message::decode_frame(frame, self.cfg.max_frame) {
+            Ok(m) => Ok(m),
+            Err(e) => self.refuse(Reason::from(&e)),
+        }
+    }
+
     /// Checks a signed header: job, roster, exclusion, round window (for
     /// gradients), dimension, signature, then equivocation.
     pub(crate) fn header(&mut self, sh: &SignedHeader) -> Result<Freshness, Refusal> {
@@ -446,7 +456,9 @@ mod tests {
     fn hash_mismatch() {
         let mut v = validator(NonFinitePolicy::Reject);
         let mut p = grad(0, 0, &[1.0, 2.0, 3.0]);
-        p.payload[0] ^= 1;
+        let mut bytes = p.payload.to_vec();
+        bytes[0] ^= 1;
+        p.payload = bytes.into();
         assert_eq!(refused(v.payload(&p)), Reason::HashMismatch);
     }
 
@@ -470,7 +482,10 @@ mod tests {
         }
         .sign(&key(1))
         .unwrap();
-        let p = SignedPayload { header, payload };
+        let p = SignedPayload {
+            header,
+            payload: payload.into(),
+        };
         assert_eq!(refused(v.payload(&p)), Reason::WrongDimension);
         assert_eq!(v.counters().get(Reason::WrongDimension), 2);
     }

@@ -10,6 +10,7 @@
 //! the network before it is checked.
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use bytes::Bytes;
 use libp2p::PeerId;
 use libp2p::identity::{self, Keypair};
 use serde::{Deserialize, Serialize};
@@ -137,12 +138,27 @@ pub(crate) fn hash_and_decode_f32(payload: &[u8]) -> Decoded {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         );
-        finite &= values[start..].iter().all(|v| v.is_finite());
+        finite &= all_finite(&values[start..]);
     }
     Decoded {
         hash: hasher.finalize().into(),
         values: Some((values, finite)),
     }
+}
+
+/// `true` when every value is finite. It reads every value (no early exit)
+/// so that it compiles to vector code: about 4× faster than
+/// `iter().all(|v| v.is_finite())` on a 4 MB gradient.
+pub(crate) fn all_finite(values: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    let mut bad = false;
+    for chunk in values.chunks(256) {
+        // An all-ones exponent is an infinity or a NaN.
+        bad |= chunk
+            .iter()
+            .fold(false, |b, v| b | (v.to_bits() & EXPONENT == EXPONENT));
+    }
+    !bad
 }
 
 /// How the payload's numbers are laid out.
@@ -344,8 +360,10 @@ impl SignedHeader {
 pub struct SignedPayload {
     /// The signed header announcing the payload.
     pub header: SignedHeader,
-    /// The payload bytes (`header.dim` values in `header.encoding`).
-    pub payload: Vec<u8>,
+    /// The payload bytes (`header.dim` values in `header.encoding`). Shared,
+    /// not copied: a decoded push keeps a view into its frame, and a payload
+    /// pushed to many peers is one buffer.
+    pub payload: Bytes,
 }
 
 impl SignedPayload {
@@ -358,7 +376,7 @@ impl SignedPayload {
         values: &[f32],
     ) -> Result<Self, SignError> {
         let sender = ed25519_public(keypair).ok_or(SignError::NotEd25519)?;
-        let payload = f32_to_le(values);
+        let payload = Bytes::from(f32_to_le(values));
         let dim = u32::try_from(values.len())
             .map_err(|_| SignError::Encode(WireError::Encode("dimension over u32".into())))?;
         let header = Header {
@@ -481,8 +499,24 @@ impl Message {
     }
 
     /// Decodes one frame of at most `limit` bytes. Never panics, and allocates
-    /// at most the frame's size plus [`ENVELOPE_LIMIT`].
+    /// at most the frame's size plus [`ENVELOPE_LIMIT`]. A payload is copied
+    /// out of `bytes`; [`Message::decode_frame`] shares it instead.
     pub fn decode(bytes: &[u8], limit: usize) -> Result<Self, WireError> {
+        let (env, start) = Self::envelope(bytes, limit)?;
+        Self::assemble(env, bytes.len() - start, || {
+            Bytes::copy_from_slice(&bytes[start..])
+        })
+    }
+
+    /// [`Message::decode`] of an owned frame: a payload is a view into
+    /// `frame`, with no copy.
+    pub fn decode_frame(frame: Bytes, limit: usize) -> Result<Self, WireError> {
+        let (env, start) = Self::envelope(&frame, limit)?;
+        Self::assemble(env, frame.len() - start, || frame.slice(start..))
+    }
+
+    /// The envelope of a frame and where its payload starts.
+    fn envelope(bytes: &[u8], limit: usize) -> Result<(Envelope, usize), WireError> {
         if bytes.len() > limit {
             return Err(WireError::Oversize {
                 len: bytes.len(),
@@ -496,12 +530,22 @@ impl Message {
         let (env, used): (Envelope, usize) =
             bincode::serde::decode_from_slice(rest, envelope_config())
                 .map_err(|e| WireError::Undecodable(e.to_string()))?;
-        let trailing = rest.get(used..).unwrap_or_default();
+        // `used <= rest.len()`: bincode consumed that much of `rest`.
+        Ok((env, 1 + used.min(rest.len())))
+    }
+
+    /// The message of `env`, whose frame has `trailing` bytes after the
+    /// envelope; `payload` yields them for the kinds that carry a payload.
+    fn assemble(
+        env: Envelope,
+        trailing: usize,
+        payload: impl FnOnce() -> Bytes,
+    ) -> Result<Self, WireError> {
         let no_payload = |m: Message| {
-            if trailing.is_empty() {
+            if trailing == 0 {
                 Ok(m)
             } else {
-                Err(WireError::Trailing(trailing.len()))
+                Err(WireError::Trailing(trailing))
             }
         };
         match env {
@@ -514,11 +558,11 @@ impl Message {
             Envelope::Payload(None) => no_payload(Message::Payload(None)),
             Envelope::Push(header) => Ok(Message::Push(SignedPayload {
                 header,
-                payload: trailing.to_vec(),
+                payload: payload(),
             })),
             Envelope::Payload(Some(header)) => Ok(Message::Payload(Some(SignedPayload {
                 header,
-                payload: trailing.to_vec(),
+                payload: payload(),
             }))),
         }
     }
@@ -575,6 +619,38 @@ mod tests {
         let d = hash_and_decode_f32(&odd);
         assert_eq!(d.hash, payload_hash(&odd));
         assert!(d.values.is_none());
+    }
+
+    #[test]
+    fn all_finite_agrees_with_is_finite() {
+        let specials = [
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffc0_0000),
+        ];
+        for len in [0usize, 1, 255, 256, 257, 1000] {
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                for s in specials {
+                    let mut v = vec![1.5f32; len];
+                    if let Some(x) = v.get_mut(at) {
+                        *x = s;
+                    }
+                    assert_eq!(
+                        all_finite(&v),
+                        v.iter().all(|x| x.is_finite()),
+                        "len {len}, {s:?} at {at}"
+                    );
+                }
+            }
+        }
     }
 
     fn key(seed: u8) -> Keypair {
@@ -806,6 +882,12 @@ mod tests {
                 bytes.truncate(cut % (bytes.len() + 1));
             }
             let limit = 1 << 12;
+            // The owned-frame decoder agrees with the borrowing one on
+            // every frame, valid or not.
+            prop_assert_eq!(
+                Message::decode_frame(Bytes::from(bytes.clone()), limit),
+                Message::decode(&bytes, limit)
+            );
             if let Ok(back) = Message::decode(&bytes, limit) {
                 prop_assert!(bytes.len() <= limit);
                 let again = back.encode().unwrap();
@@ -818,7 +900,16 @@ mod tests {
             let m = Message::Push(payload(9, round, &values));
             let bytes = m.encode().unwrap();
             prop_assert_eq!(bytes.len(), 1 + 4 + SIGNED_LEN + 4 * values.len());
-            prop_assert_eq!(Message::decode(&bytes, 1 << 20).unwrap(), m);
+            prop_assert_eq!(&Message::decode(&bytes, 1 << 20).unwrap(), &m);
+            let shared = Bytes::from(bytes);
+            let Message::Push(p) = Message::decode_frame(shared.clone(), 1 << 20).unwrap() else {
+                panic!("a push decodes as a push");
+            };
+            // The payload is a view into the frame, not a copy.
+            if !values.is_empty() {
+                prop_assert_eq!(p.payload.as_ptr(), shared[shared.len() - 4 * values.len()..].as_ptr());
+            }
+            prop_assert_eq!(Message::Push(p), m);
         }
     }
 }
