@@ -155,6 +155,37 @@ mod tests {
     }
 
     #[test]
+    fn pushed_values_are_read_in_place() {
+        // The path of a push: codec, frame decode, hash and value check. The
+        // values must stay in the frame's buffer (no second copy).
+        let key = libp2p::identity::Keypair::ed25519_from_bytes([5; 32]).unwrap();
+        let values: Vec<f32> = (0..1000).map(|i| i as f32 - 3.5).collect();
+        let push = crate::wire::SignedPayload::new_f32(
+            &key,
+            crate::wire::JobId([1; 32]),
+            7,
+            crate::wire::PayloadKind::Gradient,
+            &values,
+        )
+        .unwrap();
+        let frame = crate::wire::Message::Push(push).encode().unwrap();
+        let mut codec = FrameCodec::new(1 << 20);
+        let mut buf = Cursor::new(Vec::new());
+        block_on(codec.write_request(&proto(), &mut buf, frame.into())).unwrap();
+        buf.set_position(0);
+        let got = block_on(codec.read_request(&proto(), &mut buf)).unwrap();
+        let Ok(crate::wire::Message::Push(p)) = crate::wire::Message::decode_frame(got, 1 << 20)
+        else {
+            panic!("a push decodes as a push");
+        };
+        let decoded = crate::wire::hash_and_decode_f32(&p.payload);
+        let (back, finite) = decoded.values.unwrap();
+        assert!(finite);
+        assert_eq!(&*back, &values[..]);
+        assert!(back.in_frame());
+    }
+
+    #[test]
     fn truncated_frame_is_an_error() {
         let mut codec = FrameCodec::new(16);
         let mut short = Cursor::new(vec![5, 0, 0, 0, 1, 2]);

@@ -65,7 +65,7 @@ pub use trainer::LinearRegression;
 pub use trainer::{Trainer, TrainerError};
 pub use validate::{Counters, NonFinitePolicy, Reason, Verdict};
 pub use wire::{
-    ENVELOPE_LIMIT, Encoding, EquivocationProof, Header, JobId, Message, PayloadKind, PullRequest,
-    SignError, Signature, SignedHeader, SignedPayload, WIRE_VERSION, WireError, ed25519_public,
-    ed25519_public_of, f32_from_le, f32_to_le, payload_hash,
+    ENVELOPE_LIMIT, Encoding, EquivocationProof, Header, JobId, Message, PAYLOAD_ALIGN,
+    PayloadKind, PullRequest, SignError, Signature, SignedHeader, SignedPayload, WIRE_VERSION,
+    WireError, ed25519_public, ed25519_public_of, f32_from_le, f32_to_le, payload_hash,
 };

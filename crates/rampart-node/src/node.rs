@@ -30,7 +30,7 @@ use crate::trainer::{Trainer, TrainerError};
 use crate::validate::{Freshness, NonFinitePolicy, Reason, Refusal, Validator, ValidatorConfig};
 use crate::wire::{
     EquivocationProof, JobId, Message, PayloadKind, PullRequest, SignError, SignedHeader,
-    SignedPayload,
+    SignedPayload, Values,
 };
 
 mod forge;
@@ -183,7 +183,7 @@ enum Job {
         round: u64,
         rule: Rule,
         n: usize,
-        inputs: BTreeMap<PeerId, Vec<f32>>,
+        inputs: BTreeMap<PeerId, Values>,
         /// Where to checkpoint after applying, and the job it belongs to.
         checkpoint: Option<(PathBuf, JobId)>,
         reply: oneshot::Sender<ApplyResult>,
@@ -205,7 +205,7 @@ enum Job {
     /// median of `models` (sorted by sender), then checkpoint.
     Drift {
         round: u64,
-        models: BTreeMap<PeerId, Vec<f32>>,
+        models: BTreeMap<PeerId, Values>,
         f: usize,
         checkpoint: Option<(PathBuf, JobId)>,
         reply: oneshot::Sender<DriftResult>,
@@ -290,7 +290,8 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
 /// values.
 struct Input {
     payload: SignedPayload,
-    values: Vec<f32>,
+    /// In place in the payload's frame where possible (no second copy).
+    values: Values,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1044,7 +1045,7 @@ impl Actor {
         }
         let input = Input {
             payload,
-            values: grad,
+            values: grad.into(),
         };
         match attack {
             // A late sender neither sends its input nor answers pulls for it
@@ -1307,7 +1308,8 @@ impl Actor {
             }
             Ok((_, values)) => {
                 if let Some(sender) = p.header.header.sender_peer() {
-                    self.answers.insert(sender, (p.header.header.round, values));
+                    self.answers
+                        .insert(sender, (p.header.header.round, values.into_vec()));
                 }
             }
         }
@@ -1420,7 +1422,7 @@ impl Actor {
         self.deadline = None;
         // The values move to the trainer (no copy): after this only the
         // signed payloads are needed, to answer pulls.
-        let inputs: BTreeMap<PeerId, Vec<f32>> = self
+        let inputs: BTreeMap<PeerId, Values> = self
             .inputs
             .get_mut(&self.round)
             .map(|m| {
@@ -1525,7 +1527,7 @@ impl Actor {
             self.local,
             Input {
                 payload,
-                values: params,
+                values: params.into(),
             },
         );
         self.phase = Phase::Drifting;
@@ -1567,7 +1569,7 @@ impl Actor {
         let complete = have >= self.expected();
         let enough = have >= quorum(&self.rule, self.roster.len());
         if complete || (timed_out && enough) {
-            let models: BTreeMap<PeerId, Vec<f32>> = self
+            let models: BTreeMap<PeerId, Values> = self
                 .drift_inputs
                 .get_mut(&self.round)
                 .map(|m| {
@@ -1601,7 +1603,7 @@ impl Actor {
                 .and_then(|m| m.get(&self.local))
                 .map(|i| i.values.clone());
             if let Some(own) = own {
-                self.latest = Some((self.round + 1, own));
+                self.latest = Some((self.round + 1, own.into_vec()));
             }
             self.end_drift(None);
         }

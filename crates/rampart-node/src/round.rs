@@ -51,12 +51,12 @@ pub fn quorum(rule: &Rule, n: usize) -> usize {
 
 /// Aggregates one round's inputs: sorted by sender PeerId (the map's order),
 /// with [`effective_rule`] for the number received out of `n`.
-pub fn aggregate_inputs(
+pub fn aggregate_inputs<V: AsRef<[f32]>>(
     rule: &Rule,
     n: usize,
-    inputs: &BTreeMap<PeerId, Vec<f32>>,
+    inputs: &BTreeMap<PeerId, V>,
 ) -> Result<Vec<f32>, GarError> {
-    let rows: Vec<&[f32]> = inputs.values().map(Vec::as_slice).collect();
+    let rows: Vec<&[f32]> = inputs.values().map(AsRef::as_ref).collect();
     let rule = effective_rule(rule, n, rows.len());
     Aggregate::<f32>::aggregate(&rule, &rows).map(|a| a.output)
 }
@@ -87,11 +87,11 @@ pub fn aggregate_inputs(
 /// assert_eq!(median, vec![1.0, 2.0]);
 /// assert_eq!(spread, 1.0); // the wild model is not measured
 /// ```
-pub fn drift_step(
-    models: &BTreeMap<PeerId, Vec<f32>>,
+pub fn drift_step<V: AsRef<[f32]>>(
+    models: &BTreeMap<PeerId, V>,
     f: usize,
 ) -> Result<(Vec<f32>, f64), GarError> {
-    let rows: Vec<&[f32]> = models.values().map(Vec::as_slice).collect();
+    let rows: Vec<&[f32]> = models.values().map(AsRef::as_ref).collect();
     let median = Aggregate::<f32>::aggregate(&Rule::Median, &rows)?.output;
     let mut by_distance: Vec<(f64, usize)> = rows
         .iter()

@@ -14,7 +14,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use crate::wire::{
-    EquivocationProof, JobId, Message, PayloadKind, SignedHeader, SignedPayload, WireError,
+    EquivocationProof, JobId, Message, PayloadKind, SignedHeader, SignedPayload, Values, WireError,
 };
 
 /// Why an input was not accepted.
@@ -309,7 +309,7 @@ impl Validator {
     }
 
     /// Checks a payload with its header; returns the values.
-    pub(crate) fn payload(&mut self, sp: &SignedPayload) -> Result<(Freshness, Vec<f32>), Refusal> {
+    pub(crate) fn payload(&mut self, sp: &SignedPayload) -> Result<(Freshness, Values), Refusal> {
         let fresh = self.header(&sp.header)?;
         let h = &sp.header.header;
         // One pass over the bytes: hash, decode, finiteness.
@@ -396,7 +396,7 @@ mod tests {
         let p = grad(0, 0, &[1.0, 2.0, 3.0]);
         assert_eq!(
             v.payload(&p).unwrap(),
-            (Freshness::New, vec![1.0, 2.0, 3.0])
+            (Freshness::New, vec![1.0, 2.0, 3.0].into())
         );
         assert_eq!(v.header(&p.header).unwrap(), Freshness::Known);
         assert_eq!(v.counters().rejected(), 0);

@@ -16,7 +16,12 @@ use libp2p::identity::{self, Keypair};
 use serde::{Deserialize, Serialize};
 
 /// Version of the frame layout; the first byte of every frame.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
+
+/// A payload starts at a multiple of this many bytes from the start of its
+/// frame (zero bytes pad the envelope), so that a receiver can read the f32
+/// values in place in the frame instead of copying them out.
+pub const PAYLOAD_ALIGN: usize = 4;
 
 /// Hard cap on the bincode envelope of a frame (headers, proofs, requests):
 /// everything but the payload. Real envelopes are a few hundred bytes.
@@ -57,6 +62,10 @@ pub enum WireError {
     /// [`ENVELOPE_LIMIT`].
     #[error("undecodable envelope: {0}")]
     Undecodable(String),
+    /// The padding between an envelope and its payload (see
+    /// [`PAYLOAD_ALIGN`]) is cut short or not zero.
+    #[error("missing or non-zero padding before the payload")]
+    BadPadding,
     /// Bytes follow an envelope that carries no payload.
     #[error("{0} trailing bytes after a message without payload")]
     Trailing(usize),
@@ -105,6 +114,79 @@ pub fn payload_hash(payload: &[u8]) -> [u8; 32] {
 /// is still in L1/L2 when it is converted after being hashed.
 const PIECE: usize = 16 * 1024;
 
+/// The f32 values of a payload. Where the payload's bytes sit at an address
+/// aligned for f32 on a little-endian machine (always, for a frame read by
+/// the codec: see [`PAYLOAD_ALIGN`]), they are read in place in the frame;
+/// otherwise they are a decoded copy.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Values(Repr);
+
+#[derive(Clone, Debug)]
+enum Repr {
+    /// Little-endian f32 bytes at an f32-aligned address, whole values.
+    Frame(Bytes),
+    Owned(Vec<f32>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Owned(Vec::new())
+    }
+}
+
+impl Values {
+    /// The payload's values read in place, if its bytes allow it.
+    fn in_place(payload: &Bytes) -> Option<Self> {
+        (cfg!(target_endian = "little") && bytemuck::try_cast_slice::<u8, f32>(payload).is_ok())
+            .then(|| Self(Repr::Frame(payload.clone())))
+    }
+
+    /// The values as an owned vector (a copy when they live in a frame).
+    pub(crate) fn into_vec(self) -> Vec<f32> {
+        match self.0 {
+            Repr::Owned(v) => v,
+            Repr::Frame(_) => self.to_vec(),
+        }
+    }
+
+    /// Whether the values are read in place in a received frame.
+    #[cfg(test)]
+    pub(crate) fn in_frame(&self) -> bool {
+        matches!(self.0, Repr::Frame(_))
+    }
+}
+
+impl std::ops::Deref for Values {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &self.0 {
+            // `in_place` checked the alignment and the length, and the
+            // bytes of a `Bytes` never move.
+            Repr::Frame(b) => bytemuck::cast_slice(b),
+            Repr::Owned(v) => v,
+        }
+    }
+}
+
+impl AsRef<[f32]> for Values {
+    fn as_ref(&self) -> &[f32] {
+        self
+    }
+}
+
+impl From<Vec<f32>> for Values {
+    fn from(v: Vec<f32>) -> Self {
+        Self(Repr::Owned(v))
+    }
+}
+
+impl PartialEq for Values {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
 /// A payload checked and decoded in one pass: its hash and, when its length
 /// is a multiple of 4, its values as little-endian f32 with whether all of
 /// them are finite.
@@ -113,13 +195,14 @@ pub(crate) struct Decoded {
     /// [`payload_hash`] of the bytes.
     pub(crate) hash: [u8; 32],
     /// The values and whether every one is finite.
-    pub(crate) values: Option<(Vec<f32>, bool)>,
+    pub(crate) values: Option<(Values, bool)>,
 }
 
-/// Hashes `payload` and decodes it as f32 piece by piece, so that each
-/// piece is read from memory once instead of once for the hash, once for
-/// the conversion and once for the finiteness check.
-pub(crate) fn hash_and_decode_f32(payload: &[u8]) -> Decoded {
+/// Hashes `payload` and checks its values piece by piece, so that each
+/// piece is read from memory once for the hash and the finiteness check.
+/// The values stay in the payload's buffer where it is aligned for f32
+/// (see [`Values`]); otherwise each piece is also converted into a copy.
+pub(crate) fn hash_and_decode_f32(payload: &Bytes) -> Decoded {
     let mut hasher = blake3::Hasher::new();
     if !payload.len().is_multiple_of(4) {
         hasher.update(payload);
@@ -128,8 +211,18 @@ pub(crate) fn hash_and_decode_f32(payload: &[u8]) -> Decoded {
             values: None,
         };
     }
-    let mut values = Vec::with_capacity(payload.len() / 4);
     let mut finite = true;
+    if let Some(values) = Values::in_place(payload) {
+        for (piece, vals) in payload.chunks(PIECE).zip(values.chunks(PIECE / 4)) {
+            hasher.update(piece);
+            finite &= all_finite(vals);
+        }
+        return Decoded {
+            hash: hasher.finalize().into(),
+            values: Some((values, finite)),
+        };
+    }
+    let mut values = Vec::with_capacity(payload.len() / 4);
     for piece in payload.chunks(PIECE) {
         hasher.update(piece);
         let start = values.len();
@@ -142,7 +235,7 @@ pub(crate) fn hash_and_decode_f32(payload: &[u8]) -> Decoded {
     }
     Decoded {
         hash: hasher.finalize().into(),
-        values: Some((values, finite)),
+        values: Some((values.into(), finite)),
     }
 }
 
@@ -491,9 +584,12 @@ impl Message {
         };
         let body = bincode::serde::encode_to_vec(&env, envelope_config())
             .map_err(|e| WireError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(1 + body.len() + payload.len());
+        let carries = matches!(self, Message::Push(_) | Message::Payload(Some(_)));
+        let pad = if carries { padding(1 + body.len()) } else { 0 };
+        let mut out = Vec::with_capacity(1 + body.len() + pad + payload.len());
         out.push(WIRE_VERSION);
         out.extend_from_slice(&body);
+        out.resize(out.len() + pad, 0);
         out.extend_from_slice(payload);
         Ok(out)
     }
@@ -503,8 +599,8 @@ impl Message {
     /// out of `bytes`; [`Message::decode_frame`] shares it instead.
     pub fn decode(bytes: &[u8], limit: usize) -> Result<Self, WireError> {
         let (env, start) = Self::envelope(bytes, limit)?;
-        Self::assemble(env, bytes.len() - start, || {
-            Bytes::copy_from_slice(&bytes[start..])
+        Self::assemble(env, start, &bytes[start..], |at| {
+            Bytes::copy_from_slice(&bytes[start + at..])
         })
     }
 
@@ -512,10 +608,10 @@ impl Message {
     /// `frame`, with no copy.
     pub fn decode_frame(frame: Bytes, limit: usize) -> Result<Self, WireError> {
         let (env, start) = Self::envelope(&frame, limit)?;
-        Self::assemble(env, frame.len() - start, || frame.slice(start..))
+        Self::assemble(env, start, &frame[start..], |at| frame.slice(start + at..))
     }
 
-    /// The envelope of a frame and where its payload starts.
+    /// The envelope of a frame and where it ends.
     fn envelope(bytes: &[u8], limit: usize) -> Result<(Envelope, usize), WireError> {
         if bytes.len() > limit {
             return Err(WireError::Oversize {
@@ -534,18 +630,28 @@ impl Message {
         Ok((env, 1 + used.min(rest.len())))
     }
 
-    /// The message of `env`, whose frame has `trailing` bytes after the
-    /// envelope; `payload` yields them for the kinds that carry a payload.
+    /// The message of `env`, whose envelope ends at offset `start` of the
+    /// frame and is followed by `after`; `payload(at)` yields the frame's
+    /// bytes from `start + at` on, for the kinds that carry a payload
+    /// (`at` skips the zero padding to [`PAYLOAD_ALIGN`]).
     fn assemble(
         env: Envelope,
-        trailing: usize,
-        payload: impl FnOnce() -> Bytes,
+        start: usize,
+        after: &[u8],
+        payload: impl FnOnce(usize) -> Bytes,
     ) -> Result<Self, WireError> {
         let no_payload = |m: Message| {
-            if trailing == 0 {
+            if after.is_empty() {
                 Ok(m)
             } else {
-                Err(WireError::Trailing(trailing))
+                Err(WireError::Trailing(after.len()))
+            }
+        };
+        let with_payload = || {
+            let pad = padding(start);
+            match after.get(..pad) {
+                Some(zeros) if zeros.iter().all(|&b| b == 0) => Ok(payload(pad)),
+                _ => Err(WireError::BadPadding),
             }
         };
         match env {
@@ -558,14 +664,20 @@ impl Message {
             Envelope::Payload(None) => no_payload(Message::Payload(None)),
             Envelope::Push(header) => Ok(Message::Push(SignedPayload {
                 header,
-                payload: payload(),
+                payload: with_payload()?,
             })),
             Envelope::Payload(Some(header)) => Ok(Message::Payload(Some(SignedPayload {
                 header,
-                payload: payload(),
+                payload: with_payload()?,
             }))),
         }
     }
+}
+
+/// Zero bytes after an envelope ending at `end` so that the payload starts
+/// at a multiple of [`PAYLOAD_ALIGN`].
+fn padding(end: usize) -> usize {
+    (PAYLOAD_ALIGN - end % PAYLOAD_ALIGN) % PAYLOAD_ALIGN
 }
 
 /// Little-endian bytes of f32 values.
@@ -598,24 +710,47 @@ mod tests {
 
     #[test]
     fn one_pass_decode_matches_the_separate_passes() {
+        // The same bytes at an aligned address (read in place) and one byte
+        // off (decoded into a copy) give the same hash, values and verdict.
+        let both = |bytes: &[u8]| {
+            let placed = |shift: usize| {
+                let mut buf = vec![0u8; bytes.len() + 8];
+                let at = buf.as_ptr().align_offset(4) + shift;
+                buf[at..at + bytes.len()].copy_from_slice(bytes);
+                Bytes::from(buf).slice(at..at + bytes.len())
+            };
+            (
+                hash_and_decode_f32(&placed(0)),
+                hash_and_decode_f32(&placed(1)),
+            )
+        };
         let mut values: Vec<f32> = (0..(3 * PIECE / 4 + 37))
             .map(|i| i as f32 * 0.25 - 9.0)
             .collect();
         for n in [0, 1, PIECE / 4, values.len()] {
             let bytes = f32_to_le(&values[..n]);
-            let d = hash_and_decode_f32(&bytes);
-            assert_eq!(d.hash, payload_hash(&bytes));
-            assert_eq!(d.values, Some((values[..n].to_vec(), true)));
+            let (a, b) = both(&bytes);
+            for d in [&a, &b] {
+                assert_eq!(d.hash, payload_hash(&bytes));
+                assert_eq!(d.values, Some((values[..n].to_vec().into(), true)));
+            }
+            if n > 0 {
+                assert!(a.values.as_ref().unwrap().0.in_frame());
+                assert!(!b.values.as_ref().unwrap().0.in_frame());
+            }
         }
         let last = values.len() - 1;
         values[last] = f32::NAN;
-        let d = hash_and_decode_f32(&f32_to_le(&values));
-        let (back, finite) = d.values.unwrap();
-        assert!(!finite);
-        assert!(back[last].is_nan());
+        for d in <[Decoded; 2]>::from(both(&f32_to_le(&values))) {
+            let (back, finite) = d.values.unwrap();
+            assert!(!finite);
+            assert!(back[last].is_nan());
+        }
         values[last] = f32::NEG_INFINITY;
-        assert!(!hash_and_decode_f32(&f32_to_le(&values)).values.unwrap().1);
-        let odd = vec![7u8; PIECE + 3];
+        let (a, b) = both(&f32_to_le(&values));
+        assert!(!a.values.unwrap().1);
+        assert!(!b.values.unwrap().1);
+        let odd = Bytes::from(vec![7u8; PIECE + 3]);
         let d = hash_and_decode_f32(&odd);
         assert_eq!(d.hash, payload_hash(&odd));
         assert!(d.values.is_none());
@@ -685,7 +820,8 @@ mod tests {
                 }),
                 1 + 4 + 2 * SIGNED_LEN,
             ),
-            (Message::Push(p.clone()), 1 + 4 + SIGNED_LEN + 12),
+            // 193 bytes of envelope, 3 of padding.
+            (Message::Push(p.clone()), 1 + 4 + SIGNED_LEN + 3 + 12),
             (
                 Message::Pull(PullRequest {
                     round: 3,
@@ -701,13 +837,26 @@ mod tests {
             (Message::Payload(None), 1 + 4 + 1),
             (
                 Message::Payload(Some(p.clone())),
-                1 + 4 + 1 + SIGNED_LEN + 12,
+                1 + 4 + 1 + SIGNED_LEN + 2 + 12,
             ),
         ];
         for (m, len) in msgs {
             let bytes = m.encode().unwrap();
             assert_eq!(bytes.len(), len, "{m:?}");
             assert_eq!(Message::decode(&bytes, 1 << 20).unwrap(), m);
+            if let Message::Push(p) | Message::Payload(Some(p)) = &m {
+                let start = bytes.len() - p.payload.len();
+                assert_eq!(start % PAYLOAD_ALIGN, 0, "{m:?}");
+                // The padding must be zero bytes, and must be there.
+                let mut bad = bytes.clone();
+                bad[start - 1] = 1;
+                assert_eq!(Message::decode(&bad, 1 << 20), Err(WireError::BadPadding));
+                // Without one padding byte the payload is not the one sent
+                // (an error, or other bytes, which the hash check refuses).
+                let mut short = bytes[..start - 1].to_vec();
+                short.extend_from_slice(&p.payload);
+                assert_ne!(Message::decode(&short, 1 << 20).ok().as_ref(), Some(&m));
+            }
         }
     }
 
@@ -899,7 +1048,7 @@ mod tests {
         fn push_round_trips(values in proptest::collection::vec(any::<f32>(), 0..64), round in any::<u64>()) {
             let m = Message::Push(payload(9, round, &values));
             let bytes = m.encode().unwrap();
-            prop_assert_eq!(bytes.len(), 1 + 4 + SIGNED_LEN + 4 * values.len());
+            prop_assert_eq!(bytes.len(), 1 + 4 + SIGNED_LEN + 3 + 4 * values.len());
             prop_assert_eq!(&Message::decode(&bytes, 1 << 20).unwrap(), &m);
             let shared = Bytes::from(bytes);
             let Message::Push(p) = Message::decode_frame(shared.clone(), 1 << 20).unwrap() else {

@@ -81,7 +81,7 @@ impl Actor {
         let rows: Vec<&[f32]> = match received {
             Some(m) if !from.is_empty() => from
                 .iter()
-                .filter_map(|p| m.get(p).map(|i| i.values.as_slice()))
+                .filter_map(|p| m.get(p).map(|i| &*i.values))
                 .collect(),
             _ => vec![own.as_slice()],
         };
@@ -122,10 +122,13 @@ impl Actor {
             payload_hash: payload.header.header.payload_hash,
         });
         self.send(adversary::honest(&payload));
-        self.inputs
-            .entry(self.round)
-            .or_default()
-            .insert(self.local, Input { payload, values });
+        self.inputs.entry(self.round).or_default().insert(
+            self.local,
+            Input {
+                payload,
+                values: values.into(),
+            },
+        );
         self.phase = Phase::Collecting;
         self.deadline = Some(Instant::now() + self.round_timeout);
         self.check_complete(false);
