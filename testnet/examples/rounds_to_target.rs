@@ -19,8 +19,10 @@
 //! `--seeds A,B,..` (default 1-10), `--rounds R` (60), `--target ACC` (0.9),
 //! `--every K` (5), `--nodes N` (11), `--f F` (2), `--rules
 //! average,multi-bulyan` (rule names as in `rampart testnet`, each with the
-//! same parameters the testnet gives it). Prints one line per seed and the
-//! means at the end.
+//! same parameters the testnet gives it), `--lr X` (0.1), `--batch B` (32),
+//! `--momentum B` (0.9), `--dampening D` (0: PyTorch's momentum; 0.9 with
+//! momentum 0.9 is the moving average of the robustness literature). Prints
+//! one line per seed and the means at the end.
 
 use std::path::PathBuf;
 
@@ -40,6 +42,10 @@ struct Args {
     nodes: usize,
     f: usize,
     rules: Vec<RuleName>,
+    lr: f32,
+    batch: usize,
+    momentum: f32,
+    dampening: f32,
 }
 
 fn parse() -> Result<Args> {
@@ -52,6 +58,10 @@ fn parse() -> Result<Args> {
         nodes: 11,
         f: 2,
         rules: vec![RuleName::Average, RuleName::MultiBulyan],
+        lr: 0.1,
+        batch: 32,
+        momentum: 0.9,
+        dampening: 0.0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -77,6 +87,10 @@ fn parse() -> Result<Args> {
             "--nodes" => a.nodes = value.parse().with_context(number)?,
             "--f" => a.f = value.parse().with_context(number)?,
             "--rules" => a.rules = value.split(',').map(str::parse).collect::<Result<_>>()?,
+            "--lr" => a.lr = value.parse().with_context(number)?,
+            "--batch" => a.batch = value.parse().with_context(number)?,
+            "--momentum" => a.momentum = value.parse().with_context(number)?,
+            "--dampening" => a.dampening = value.parse().with_context(number)?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -107,9 +121,10 @@ fn main() -> Result<()> {
         )
     })?;
     let config = LearnerConfig::builder()
-        .batch_size(32)
-        .momentum(0.9)
-        .schedule(Schedule::Constant { lr: 0.1 })
+        .batch_size(args.batch)
+        .momentum(args.momentum)
+        .dampening(args.dampening)
+        .schedule(Schedule::Constant { lr: args.lr })
         .build()?;
     // Per rule: rounds to the target for each seed (None: not reached).
     let mut reached: Vec<Vec<Option<u64>>> = vec![Vec::new(); rules.len()];
