@@ -254,6 +254,31 @@ mod tests {
     }
 
     #[test]
+    fn dampening_is_optional_and_part_of_the_job() {
+        let s = Scenario::quickstart();
+        let mut r = s.roster(1);
+        // Left out at its default, so rosters written before the key existed
+        // read back the same and keep their tag.
+        let text = toml::to_string_pretty(&r).unwrap();
+        assert!(!text.contains("dampening"), "{text}");
+        let tag = r.tag();
+        r.job.dampening = 0.9;
+        assert_ne!(r.tag(), tag);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("roster.toml");
+        r.save(&p).unwrap();
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .contains("dampening = 0.9")
+        );
+        assert_eq!(Roster::load(&p).unwrap(), r);
+        r.job.dampening = 1.5;
+        let e = format!("{:#}", r.job.validate().unwrap_err());
+        assert!(e.contains("dampening"), "{e}");
+    }
+
+    #[test]
     fn bad_rosters_are_refused() {
         let s = Scenario::quickstart();
         let dir = tempfile::tempdir().unwrap();

@@ -150,6 +150,10 @@ pub struct Scenario {
     pub lr: f32,
     /// Worker momentum.
     pub momentum: f32,
+    /// Momentum dampening (0: PyTorch's momentum; equal to `momentum`: the
+    /// moving average).
+    #[serde(default, skip_serializing_if = "crate::spec::is_zero")]
+    pub dampening: f32,
     /// Mini-batch size.
     pub batch: usize,
     /// Round timeout (ms).
@@ -242,6 +246,7 @@ impl Scenario {
             partition: self.partition,
             lr: self.lr,
             momentum: self.momentum,
+            dampening: self.dampening,
             batch: self.batch,
             round_timeout_ms: self.round_timeout_ms,
             start_timeout_ms: self.start_timeout_ms,

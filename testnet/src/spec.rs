@@ -237,6 +237,12 @@ pub struct JobSpec {
     pub lr: f32,
     /// Worker-side momentum β.
     pub momentum: f32,
+    /// Momentum dampening: each gradient enters the momentum scaled by
+    /// 1 − dampening. 0 (the default, left out of roster files) is
+    /// PyTorch's momentum; `dampening = momentum` is the moving average of
+    /// the Byzantine-robustness literature and ByzFL.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dampening: f32,
     /// Mini-batch size.
     pub batch: usize,
     /// How long a round waits for every input before aggregating a quorum.
@@ -275,6 +281,10 @@ impl NonFinite {
     }
 }
 
+pub(crate) fn is_zero(x: &f32) -> bool {
+    *x == 0.0
+}
+
 pub(crate) fn default_hidden() -> Vec<usize> {
     vec![64]
 }
@@ -308,6 +318,9 @@ impl JobSpec {
         }
         if !(0.0..1.0).contains(&self.momentum) {
             bail!("momentum must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.dampening) {
+            bail!("dampening must be in [0, 1]");
         }
         if self.round_timeout_ms == 0 {
             bail!("round_timeout_ms must be positive");

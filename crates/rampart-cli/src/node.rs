@@ -493,6 +493,7 @@ fn build_learner(job: &JobSpec, data: &JobData, index: usize, flip: bool) -> Res
     let config = LearnerConfig::builder()
         .batch_size(job.batch)
         .momentum(job.momentum)
+        .dampening(job.dampening)
         .schedule(Schedule::Constant { lr: job.lr })
         .build()
         .context("invalid hyper-parameters")?;

@@ -78,6 +78,10 @@ pub(crate) struct NewArgs {
     /// Worker-side momentum.
     #[arg(long, default_value_t = 0.9)]
     momentum: f32,
+    /// Momentum dampening: 0 is PyTorch's momentum, the momentum's value
+    /// (e.g. 0.9) the moving average of the robustness literature.
+    #[arg(long, default_value_t = 0.0)]
+    dampening: f32,
     /// Mini-batch size.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -162,6 +166,7 @@ fn new(a: &NewArgs) -> Result<()> {
         partition: a.partition,
         lr: a.lr,
         momentum: a.momentum,
+        dampening: a.dampening,
         batch: a.batch,
         round_timeout_ms: a.round_timeout_ms,
         start_timeout_ms: a.start_timeout_ms,
@@ -281,8 +286,8 @@ fn show(path: &Path) -> Result<()> {
         job.seed
     );
     println!(
-        "training    {} rounds, lr {}, momentum {}, batch {}, eval every {}",
-        job.rounds, job.lr, job.momentum, job.batch, job.eval_every
+        "training    {} rounds, lr {}, momentum {}, dampening {}, batch {}, eval every {}",
+        job.rounds, job.lr, job.momentum, job.dampening, job.batch, job.eval_every
     );
     println!(
         "timeouts    round {} ms, start {} ms; drift period {}",
