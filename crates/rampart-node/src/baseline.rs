@@ -7,8 +7,9 @@
 //!
 //! N swarms on 127.0.0.1 run in lockstep like nodes do: in each round every
 //! swarm pushes its frame to every other (one buffer shared by the pushes,
-//! as a node does, each answered by a one-byte ack) and its round ends when it has received the n − 1 frames of
-//! that round; then it starts the next one.
+//! as a node does, each answered by a one-byte ack) and its round ends when
+//! it has received the n − 1 frames of that round; then it starts the next
+//! one.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -243,19 +243,20 @@ impl Validator {
 
     /// Decodes a frame with the configured limit.
     pub(crate) fn decode(&mut self, bytes: &[u8]) -> Result<Message, Refusal> {
-        match Message::decode(bytes, self.cfg.max_frame) {
-            Ok(m) => Ok(m),
-            Err(e) => self.refuse(Reason::from(&e)),
-        }
+        let decoded = Message::decode(bytes, self.cfg.max_frame);
+        self.decoded(decoded)
     }
 
     /// [`Validator::decode`] of an owned frame: a payload stays a view into
     /// the frame, with no copy.
     pub(crate) fn decode_frame(&mut self, frame: Bytes) -> Result<Message, Refusal> {
-        match Message::decode_frame(frame, self.cfg.max_frame) {
-            Ok(m) => Ok(m),
-            Err(e) => self.refuse(Reason::from(&e)),
-        }
+        let decoded = Message::decode_frame(frame, self.cfg.max_frame);
+        self.decoded(decoded)
+    }
+
+    /// Counts a frame that did not decode under its reason.
+    fn decoded(&mut self, r: Result<Message, WireError>) -> Result<Message, Refusal> {
+        r.or_else(|e| self.refuse(Reason::from(&e)))
     }
 
     /// Checks a signed header: job, roster, exclusion, round window (for

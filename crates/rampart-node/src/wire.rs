@@ -244,14 +244,10 @@ pub(crate) fn hash_and_decode_f32(payload: &Bytes) -> Decoded {
 /// `iter().all(|v| v.is_finite())` on a 4 MB gradient.
 pub(crate) fn all_finite(values: &[f32]) -> bool {
     const EXPONENT: u32 = 0x7f80_0000;
-    let mut bad = false;
-    for chunk in values.chunks(256) {
-        // An all-ones exponent is an infinity or a NaN.
-        bad |= chunk
-            .iter()
-            .fold(false, |b, v| b | (v.to_bits() & EXPONENT == EXPONENT));
-    }
-    !bad
+    // An all-ones exponent is an infinity or a NaN.
+    !values
+        .iter()
+        .fold(false, |bad, v| bad | (v.to_bits() & EXPONENT == EXPONENT))
 }
 
 /// How the payload's numbers are laid out.
