@@ -171,6 +171,7 @@ struct Slot {
 /// what was observed. The report is written by [`crate::report::write`].
 pub fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunRecord> {
     scenario.validate()?;
+    scenario.check_data()?;
     install_signal_handler();
     INTERRUPTED.store(false, Ordering::SeqCst);
     let started = Instant::now();

@@ -350,6 +350,17 @@ impl Scenario {
         Ok(())
     }
 
+    /// Fails when the data directory lacks a file the nodes would need, and
+    /// says how to get it: a check worth making before any process starts.
+    /// The synthetic set needs nothing.
+    pub fn check_data(&self) -> Result<()> {
+        match (&self.data, &self.data_dir) {
+            (DataName::Synthetic, _) => Ok(()),
+            (_, Some(dir)) => check_data_dir(self.data, dir),
+            (other, None) => bail!("data set {other:?} needs data_dir (or --data-dir)"),
+        }
+    }
+
     /// The Byzantine roles as `behaviour ×count` strings (for reports).
     pub fn attacks(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
@@ -360,6 +371,40 @@ impl Scenario {
         }
         Ok(out)
     }
+}
+
+/// Fails when `dir` lacks one of the files data set `data` is read from (in
+/// raw or `.gz` form), naming each missing file and the command that gets
+/// them. Contents are verified when the data set is loaded.
+pub fn check_data_dir(data: DataName, dir: &std::path::Path) -> Result<()> {
+    let (kind, name) = match data {
+        DataName::Synthetic => return Ok(()),
+        DataName::Mnist => (rampart_learn::DatasetKind::Mnist, "mnist"),
+        DataName::FashionMnist => (rampart_learn::DatasetKind::FashionMnist, "fashion-mnist"),
+        DataName::Cifar10 => (rampart_learn::DatasetKind::Cifar10, "cifar10"),
+    };
+    let missing: Vec<String> = kind
+        .missing_files(dir)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let fix = if data == DataName::Cifar10 {
+        "unpack the data set's binary version there".to_owned()
+    } else {
+        format!(
+            "run `rampart data fetch {name} --dir {}` to download and verify them",
+            dir.display()
+        )
+    };
+    bail!(
+        "the {name} data directory {} is incomplete: {} missing ({}); {fix}",
+        dir.display(),
+        missing.len(),
+        missing.join(", ")
+    )
 }
 
 #[cfg(test)]

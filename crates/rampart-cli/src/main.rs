@@ -13,6 +13,7 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 mod aggregate;
+mod data;
 mod json;
 mod keygen;
 mod node;
@@ -33,6 +34,12 @@ enum Command {
     /// Aggregate n vectors from a .npy or .json file with one robust rule and print the result
     /// as JSON.
     Aggregate(aggregate::AggregateArgs),
+    /// Data sets: list them, fetch MNIST / Fashion-MNIST with checksum verification, verify a
+    /// directory.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
     /// Create a new Ed25519 node key file (mode 0600) and print its PeerId.
     Keygen(keygen::KeygenArgs),
     /// Run one member of a training job (see `rampart node --help`).
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Aggregate(args) => aggregate::run(args),
+        Command::Data { command } => data::run(command),
         Command::Keygen(args) => keygen::run(args),
         Command::Node(args) => node::run(args),
         Command::Roster { command } => roster::run(command),

@@ -69,7 +69,7 @@ pub(crate) struct NodeArgs {
     bootstrap: Vec<String>,
 
     /// Directory of the data set files (MNIST, Fashion-MNIST, CIFAR-10); not needed for
-    /// synthetic data.
+    /// synthetic data. `rampart data fetch mnist --dir DIR` fills it.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
@@ -467,6 +467,8 @@ fn load_data(job: &JobSpec, n: usize, data_dir: Option<&Path>) -> Result<JobData
         (_, Some(d)) => d.to_path_buf(),
         (other, None) => bail!("data set {other:?} needs --data-dir DIR"),
     };
+    rampart_testnet::scenario::check_data_dir(job.data, &dir)
+        .context("cannot load the data set")?;
     let split = kind
         .load(&dir)
         .with_context(|| format!("cannot load the data set from {}", dir.display()))?;

@@ -159,6 +159,7 @@ fn up(a: &UpArgs) -> Result<()> {
         }
     }
     s.validate().context("invalid scenario")?;
+    s.check_data()?;
     let out = a
         .common
         .out
@@ -217,6 +218,7 @@ fn matrix(a: &MatrixArgs) -> Result<()> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
+    s.check_data()?;
     let out = a
         .common
         .out

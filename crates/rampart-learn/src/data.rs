@@ -199,6 +199,39 @@ impl DatasetKind {
         }
     }
 
+    /// The files [`DatasetKind::load`] reads from its directory (IDX files
+    /// may also be there as `<name>.gz`); none for the synthetic set.
+    ///
+    /// ```
+    /// use rampart_learn::DatasetKind;
+    /// assert_eq!(DatasetKind::Mnist.files()[0], "train-images-idx3-ubyte");
+    /// assert_eq!(DatasetKind::Cifar10.files().len(), 6);
+    /// ```
+    pub fn files(&self) -> Vec<&'static str> {
+        match self {
+            Self::Synthetic(_) => Vec::new(),
+            Self::Mnist => MNIST.names().to_vec(),
+            Self::FashionMnist => FASHION_MNIST.names().to_vec(),
+            Self::Cifar10 => CIFAR_FILES.to_vec(),
+        }
+    }
+
+    /// The files of [`DatasetKind::files`] that are in neither raw nor
+    /// `.gz` form in `dir`: a quick check before a long job, where
+    /// [`DatasetKind::load`] verifies the contents.
+    pub fn missing_files(&self, dir: &Path) -> Vec<PathBuf> {
+        self.files()
+            .into_iter()
+            .map(|name| dir.join(name))
+            .filter(|raw| {
+                let mut gz = raw.as_os_str().to_owned();
+                gz.push(".gz");
+                let gz_ok = !matches!(self, Self::Cifar10) && Path::new(&gz).is_file();
+                !raw.is_file() && !gz_ok
+            })
+            .collect()
+    }
+
     /// Loads (or generates) the data set, normalised. `dir` holds the files
     /// and is ignored for [`DatasetKind::Synthetic`].
     pub fn load(&self, dir: &Path) -> Result<Split, DataError> {
@@ -240,7 +273,10 @@ pub(crate) struct IdxSet {
 }
 
 impl IdxSet {
-    #[cfg(feature = "download")]
+    fn names(&self) -> [&'static str; 4] {
+        self.files().map(|f| f.name)
+    }
+
     pub(crate) fn files(&self) -> [&IdxFile; 4] {
         [
             &self.train_images,
@@ -472,13 +508,23 @@ const CIFAR_LIMIT: u64 = 64 << 20;
 const CIFAR_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 const CIFAR_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
+/// The CIFAR-10 binary version's batches: five for training, then the test batch.
+const CIFAR_FILES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
+
 fn load_cifar10(dir: &Path) -> Result<Split, DataError> {
     let mut train = (Vec::new(), Vec::new());
-    for i in 1..=5 {
-        read_cifar_batch(&dir.join(format!("data_batch_{i}.bin")), &mut train)?;
+    for name in &CIFAR_FILES[..5] {
+        read_cifar_batch(&dir.join(name), &mut train)?;
     }
     let mut test = (Vec::new(), Vec::new());
-    read_cifar_batch(&dir.join("test_batch.bin"), &mut test)?;
+    read_cifar_batch(&dir.join(CIFAR_FILES[5]), &mut test)?;
     Ok(Split {
         train: Dataset::new(train.0, train.1, vec![3, 32, 32], 10)?,
         test: Dataset::new(test.0, test.1, vec![3, 32, 32], 10)?,

@@ -1,34 +1,49 @@
-//! Fetching MNIST / Fashion-MNIST over plain HTTP/1.1 with checksum
+//! Fetching MNIST / Fashion-MNIST over HTTP or HTTPS with checksum
 //! verification (feature `download`).
 //!
-//! Only `http://` URLs are supported (a `std::net::TcpStream`, no TLS
-//! dependency); mirror the files on an HTTP server, or fetch them by other
-//! means and point [`DatasetKind::load`] at the directory. Every file is
-//! decompressed and checked against the published SHA-256 before it is
-//! written (atomically) into the directory; a file that fails is refused and
-//! nothing is written.
+//! Each data set has a list of mirrors ([`mirrors`]); a file is taken from
+//! the first one that serves it with the published content. Every file is
+//! decompressed and checked against the published SHA-256 of its IDX bytes
+//! before it is written (atomically, as `<name>.gz`) into the directory, so
+//! a mirror can be slow or gone but never wrong: a file that fails the check
+//! is refused and nothing is written. Files already present with the right
+//! hash are kept and not fetched again.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::data::{DatasetKind, FASHION_MNIST, IdxSet, MNIST, read_maybe_gz, verify_sha256};
+use crate::data::{
+    DatasetKind, FASHION_MNIST, IdxFile, IdxSet, MNIST, read_maybe_gz, verify_sha256,
+};
 use crate::error::DataError;
 
-/// The MNIST home page's file location.
-pub const MNIST_URL: &str = "http://yann.lecun.com/exdb/mnist/";
-/// The Fashion-MNIST release's file location.
-pub const FASHION_MNIST_URL: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/";
+/// Where MNIST is served, tried in this order: two long-standing copies of
+/// the original files, then the data set's home page (which has refused
+/// automated downloads at times).
+pub const MNIST_MIRRORS: &[&str] = &[
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+];
 
-/// Largest compressed file accepted (MNIST's largest is under 10 MB).
+/// Where Fashion-MNIST is served, tried in this order: the release's own
+/// location, then its repository.
+pub const FASHION_MNIST_MIRRORS: &[&str] = &[
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+];
+
+/// Largest compressed file accepted (MNIST's largest is under 10 MB,
+/// Fashion-MNIST's 26 MB).
 const BODY_LIMIT: u64 = 64 << 20;
 /// Largest decompressed file accepted.
 const RAW_LIMIT: u64 = 128 << 20;
-/// Largest response head accepted.
-const HEAD_LIMIT: usize = 16 << 10;
-const MAX_REDIRECTS: usize = 3;
-const TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_REDIRECTS: u32 = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The whole body of one file (26 MB at about 50 kB/s).
+const BODY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Downloading a data set failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,36 +55,27 @@ pub enum DownloadError {
         /// The data set.
         kind: &'static str,
     },
-    /// The URL is not `http://host[:port]/path`.
-    #[error("unsupported URL {url} (only http://host[:port]/path)")]
+    /// The URL is not `http://` or `https://` followed by a host.
+    #[error("unsupported URL {url} (give http://host[:port]/path or https://…)")]
     BadUrl {
         /// The URL.
         url: String,
     },
-    /// Connecting, sending or receiving failed.
-    #[error("{url}: {source}")]
-    Io {
+    /// Connecting, resolving, TLS, sending or receiving failed.
+    #[error("{url}: {message}")]
+    Transfer {
         /// The URL.
         url: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// What went wrong, as the HTTP client put it.
+        message: String,
     },
-    /// The server answered with a status other than 200.
+    /// The server answered with a status other than 2xx.
     #[error("{url}: HTTP status {status}")]
     Status {
         /// The URL.
         url: String,
         /// The status code.
         status: u16,
-    },
-    /// The response is not valid HTTP/1.x.
-    #[error("{url}: malformed response ({what})")]
-    BadResponse {
-        /// The URL.
-        url: String,
-        /// What is malformed.
-        what: &'static str,
     },
     /// The body is larger than any valid file.
     #[error("{url}: body larger than {limit} bytes")]
@@ -93,56 +99,236 @@ pub enum DownloadError {
     },
 }
 
+/// What [`download_from`] is doing, for progress output.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DownloadEvent<'a> {
+    /// The file is already in the directory with the published hash.
+    Present {
+        /// File name without `.gz`.
+        file: &'a str,
+    },
+    /// A request for the file is about to be made.
+    Fetching {
+        /// File name without `.gz`.
+        file: &'a str,
+        /// The URL asked.
+        url: &'a str,
+    },
+    /// The file was fetched, verified and written.
+    Fetched {
+        /// File name without `.gz`.
+        file: &'a str,
+        /// The URL it came from.
+        url: &'a str,
+        /// Compressed size written.
+        bytes: u64,
+    },
+    /// This URL did not give the published file; the next mirror is tried.
+    Failed {
+        /// File name without `.gz`.
+        file: &'a str,
+        /// The URL asked.
+        url: &'a str,
+        /// Why it was not taken.
+        error: &'a DownloadError,
+    },
+}
+
+/// The mirrors [`download`] uses for `kind` (empty for data sets that have
+/// no downloader).
+///
+/// ```
+/// use rampart_learn::{DatasetKind, mirrors};
+/// assert!(mirrors(&DatasetKind::Mnist).len() >= 2);
+/// assert!(mirrors(&DatasetKind::Cifar10).is_empty());
+/// ```
+pub fn mirrors(kind: &DatasetKind) -> &'static [&'static str] {
+    match kind {
+        DatasetKind::Mnist => MNIST_MIRRORS,
+        DatasetKind::FashionMnist => FASHION_MNIST_MIRRORS,
+        DatasetKind::Synthetic(_) | DatasetKind::Cifar10 => &[],
+    }
+}
+
 /// Downloads the four IDX files of `kind` (MNIST or Fashion-MNIST) as
-/// `<name>.gz` into `dir` from `base_url` (`None`: the canonical location,
-/// [`MNIST_URL`] or [`FASHION_MNIST_URL`]). Files already present in `dir`
-/// with the right hash are kept. Each download is decompressed and checked
-/// against the published SHA-256 before it is written.
+/// `<name>.gz` into `dir`, from `base_url` or, with `None`, from the data
+/// set's [`mirrors`] in turn. See [`download_from`].
 pub fn download(
     kind: &DatasetKind,
     dir: &Path,
     base_url: Option<&str>,
 ) -> Result<(), DownloadError> {
-    let (set, default): (&IdxSet, &str) = match kind {
-        DatasetKind::Mnist => (&MNIST, MNIST_URL),
-        DatasetKind::FashionMnist => (&FASHION_MNIST, FASHION_MNIST_URL),
+    let given;
+    let urls: &[&str] = match base_url {
+        Some(u) => {
+            given = [u];
+            &given
+        }
+        None => mirrors(kind),
+    };
+    download_from(kind, dir, urls, &mut |_| {})
+}
+
+/// Downloads the four IDX files of `kind` into `dir`, each from the first
+/// of `base_urls` that serves it with the published content (the file name
+/// plus `.gz` is appended to the URL). Files already present in `dir` with
+/// the right hash are kept. Each download is decompressed and checked
+/// against the published SHA-256 before it is written; `on_event` hears of
+/// every step. When no URL gives a file, the error is the last URL's.
+pub fn download_from(
+    kind: &DatasetKind,
+    dir: &Path,
+    base_urls: &[&str],
+    on_event: &mut dyn FnMut(DownloadEvent<'_>),
+) -> Result<(), DownloadError> {
+    let set: &IdxSet = match kind {
+        DatasetKind::Mnist => &MNIST,
+        DatasetKind::FashionMnist => &FASHION_MNIST,
         DatasetKind::Synthetic(_) => return Err(DownloadError::Unsupported { kind: "synthetic" }),
         DatasetKind::Cifar10 => return Err(DownloadError::Unsupported { kind: "cifar10" }),
     };
-    let base = base_url.unwrap_or(default);
+    // Check every URL before the first request, so a typo fails at once.
+    for url in base_urls {
+        parse_base(url)?;
+    }
+    if base_urls.is_empty() {
+        return Err(DownloadError::BadUrl { url: String::new() });
+    }
     std::fs::create_dir_all(dir).map_err(|source| DownloadError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
+    let agent = agent();
     for file in set.files() {
         let local = dir.join(file.name);
         if let Ok((path, bytes)) = read_maybe_gz(&local, RAW_LIMIT)
             && verify_sha256(&path, &bytes, file.sha256).is_ok()
         {
+            on_event(DownloadEvent::Present { file: file.name });
             continue;
         }
-        let url = format!("{}/{}.gz", base.trim_end_matches('/'), file.name);
-        let body = http_get(&url)?;
-        let gz_path = dir.join(format!("{}.gz", file.name));
-        let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(body.as_slice())
-            .take(RAW_LIMIT + 1)
-            .read_to_end(&mut raw)
-            .map_err(|source| DataError::Io {
-                path: gz_path.clone(),
-                source,
-            })?;
-        if raw.len() as u64 > RAW_LIMIT {
-            return Err(DataError::TooLarge {
-                path: gz_path,
-                limit: RAW_LIMIT,
+        let mut last = None;
+        for base in base_urls {
+            let url = format!("{}/{}.gz", base.trim_end_matches('/'), file.name);
+            on_event(DownloadEvent::Fetching {
+                file: file.name,
+                url: &url,
+            });
+            match fetch_verified(&agent, &url, dir, file) {
+                Ok(bytes) => {
+                    on_event(DownloadEvent::Fetched {
+                        file: file.name,
+                        url: &url,
+                        bytes,
+                    });
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    on_event(DownloadEvent::Failed {
+                        file: file.name,
+                        url: &url,
+                        error: &e,
+                    });
+                    last = Some(e);
+                }
             }
-            .into());
         }
-        verify_sha256(&gz_path, &raw, file.sha256)?;
-        write_atomic(&gz_path, &body)?;
+        if let Some(e) = last {
+            return Err(e);
+        }
     }
     Ok(())
+}
+
+/// GETs `url`, checks the decompressed bytes against `file`'s hash and
+/// writes the body as `dir/<name>.gz`; returns the bytes written.
+fn fetch_verified(
+    agent: &ureq::Agent,
+    url: &str,
+    dir: &Path,
+    file: &IdxFile,
+) -> Result<u64, DownloadError> {
+    let body = http_get(agent, url)?;
+    let gz_path = dir.join(format!("{}.gz", file.name));
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(body.as_slice())
+        .take(RAW_LIMIT + 1)
+        .read_to_end(&mut raw)
+        .map_err(|source| DataError::Io {
+            path: gz_path.clone(),
+            source,
+        })?;
+    if raw.len() as u64 > RAW_LIMIT {
+        return Err(DataError::TooLarge {
+            path: gz_path,
+            limit: RAW_LIMIT,
+        }
+        .into());
+    }
+    verify_sha256(&gz_path, &raw, file.sha256)?;
+    write_atomic(&gz_path, &body)?;
+    Ok(body.len() as u64)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(MAX_REDIRECTS)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .timeout_recv_body(Some(BODY_TIMEOUT))
+        .user_agent(concat!("rampart/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// `http://` or `https://` with a non-empty host and no whitespace.
+fn parse_base(url: &str) -> Result<(), DownloadError> {
+    let bad = || DownloadError::BadUrl {
+        url: url.to_owned(),
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty()
+        || host.starts_with(':')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// GET `url` (redirects followed); returns the body, at most [`BODY_LIMIT`]
+/// bytes.
+fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, DownloadError> {
+    let classify = |e: ureq::Error| match e {
+        ureq::Error::StatusCode(status) => DownloadError::Status {
+            url: url.to_owned(),
+            status,
+        },
+        ureq::Error::BodyExceedsLimit(_) => DownloadError::TooLarge {
+            url: url.to_owned(),
+            limit: BODY_LIMIT,
+        },
+        ureq::Error::BadUri(_) => DownloadError::BadUrl {
+            url: url.to_owned(),
+        },
+        other => DownloadError::Transfer {
+            url: url.to_owned(),
+            message: other.to_string(),
+        },
+    };
+    let mut response = agent.get(url).call().map_err(classify)?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(BODY_LIMIT)
+        .read_to_vec()
+        .map_err(classify)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DownloadError> {
@@ -165,188 +351,36 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DownloadError> {
     result.map_err(err)
 }
 
-/// `http://host[:port]/path` → (host, port, path).
-fn parse_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-        _ => (authority, 80),
-    };
-    if host.is_empty() || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    Some((host.to_owned(), port, path.to_owned()))
-}
-
-/// GET `url`, following up to three redirects; returns the body.
-fn http_get(url: &str) -> Result<Vec<u8>, DownloadError> {
-    let mut url = url.to_owned();
-    for _ in 0..=MAX_REDIRECTS {
-        match get_once(&url)? {
-            Response::Body(b) => return Ok(b),
-            Response::Redirect(to) => url = to,
-        }
-    }
-    Err(DownloadError::BadResponse {
-        url,
-        what: "too many redirects",
-    })
-}
-
-enum Response {
-    Body(Vec<u8>),
-    Redirect(String),
-}
-
-fn get_once(url: &str) -> Result<Response, DownloadError> {
-    let bad = |what| DownloadError::BadResponse {
-        url: url.to_owned(),
-        what,
-    };
-    let io = |source| DownloadError::Io {
-        url: url.to_owned(),
-        source,
-    };
-    let (host, port, path) = parse_url(url).ok_or_else(|| DownloadError::BadUrl {
-        url: url.to_owned(),
-    })?;
-    let host_name = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = TcpStream::connect((host_name, port)).map_err(io)?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    let host_header = if port == 80 {
-        host.clone()
-    } else {
-        format!("{host}:{port}")
-    };
-    (&stream)
-        .write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: rampart-learn\r\n\
-                 Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .map_err(io)?;
-    let mut reader = BufReader::new(stream);
-    let mut head_len = 0;
-    let mut line = String::new();
-    let mut read_line = |reader: &mut BufReader<TcpStream>, line: &mut String| {
-        line.clear();
-        let n = reader
-            .by_ref()
-            .take((HEAD_LIMIT - head_len.min(HEAD_LIMIT)) as u64)
-            .read_line(line)
-            .map_err(io)?;
-        head_len += n;
-        if n == 0 || !line.ends_with('\n') {
-            return Err(bad("response head truncated or too long"));
-        }
-        Ok(line.trim_end().to_owned())
-    };
-    let status_line = read_line(&mut reader, &mut line)?;
-    let mut parts = status_line.split_whitespace();
-    if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
-        return Err(bad("status line"));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("status code"))?;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut location = None;
-    loop {
-        let h = read_line(&mut reader, &mut line)?;
-        if h.is_empty() {
-            break;
-        }
-        let (name, value) = h.split_once(':').ok_or_else(|| bad("header"))?;
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = Some(value.parse().map_err(|_| bad("content-length"))?),
-            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "location" => location = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    if matches!(status, 301 | 302 | 303 | 307 | 308) {
-        let to = location.ok_or_else(|| bad("redirect without location"))?;
-        return Ok(Response::Redirect(to));
-    }
-    if status != 200 {
-        return Err(DownloadError::Status {
-            url: url.to_owned(),
-            status,
-        });
-    }
-    let too_large = || DownloadError::TooLarge {
-        url: url.to_owned(),
-        limit: BODY_LIMIT,
-    };
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let size_line = read_line(&mut reader, &mut line)?;
-            let size_hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(size_hex, 16).map_err(|_| bad("chunk size"))?;
-            if size == 0 {
-                break;
-            }
-            if body.len() as u64 + size > BODY_LIMIT {
-                return Err(too_large());
-            }
-            let start = body.len();
-            (&mut reader)
-                .take(size)
-                .read_to_end(&mut body)
-                .map_err(io)?;
-            if (body.len() - start) as u64 != size {
-                return Err(bad("chunk truncated"));
-            }
-            let mut crlf = [0u8; 2];
-            reader.read_exact(&mut crlf).map_err(io)?;
-        }
-    } else if let Some(len) = length {
-        if len > BODY_LIMIT {
-            return Err(too_large());
-        }
-        reader.take(len).read_to_end(&mut body).map_err(io)?;
-        if body.len() as u64 != len {
-            return Err(bad("body shorter than content-length"));
-        }
-    } else {
-        reader
-            .take(BODY_LIMIT + 1)
-            .read_to_end(&mut body)
-            .map_err(io)?;
-        if body.len() as u64 > BODY_LIMIT {
-            return Err(too_large());
-        }
-    }
-    Ok(Response::Body(body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn urls() {
-        assert_eq!(
-            parse_url("http://127.0.0.1:8080/a/b"),
-            Some(("127.0.0.1".into(), 8080, "/a/b".into()))
-        );
-        assert_eq!(
-            parse_url("http://example.org"),
-            Some(("example.org".into(), 80, "/".into()))
-        );
-        assert_eq!(parse_url("https://example.org/"), None);
-        assert_eq!(parse_url("http://:80/"), None);
-        assert_eq!(parse_url("http://h/a b"), None);
+        assert!(parse_base("http://127.0.0.1:8080/a/b").is_ok());
+        assert!(parse_base("http://example.org").is_ok());
+        assert!(parse_base("https://example.org/x/").is_ok());
+        for bad in [
+            "ftp://example.org/",
+            "http://",
+            "http://:80/",
+            "http://h/a b",
+            "example.org",
+        ] {
+            assert!(
+                matches!(parse_base(bad), Err(DownloadError::BadUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_downloadable_set_has_mirrors() {
+        for kind in [DatasetKind::Mnist, DatasetKind::FashionMnist] {
+            assert!(!mirrors(&kind).is_empty());
+            for m in mirrors(&kind) {
+                parse_base(m).unwrap();
+            }
+        }
     }
 }

@@ -34,9 +34,9 @@
 //! Malformed files give a [`DataError`], never a panic, and headers are
 //! checked against the file length before anything is allocated.
 //! [`Partition`] splits the training set across nodes (IID or
-//! Dirichlet(α) label skew). With the `download` feature, `download`
-//! fetches MNIST / Fashion-MNIST over plain HTTP (configurable base URL) and
-//! verifies them before writing.
+//! Dirichlet(α) label skew). With the `download` feature, [`download`]
+//! fetches MNIST / Fashion-MNIST over HTTP or HTTPS from a list of mirrors
+//! (or a base URL of your own) and verifies every file before writing it.
 //!
 //! **Checkpoints** are safetensors files written via temp file + fsync +
 //! rename and refused with a [`CheckpointError`] when corrupt or written
@@ -84,7 +84,10 @@ mod rng;
 pub use checkpoint::Checkpoint;
 pub use data::{Dataset, DatasetKind, Split, SyntheticConfig, load};
 #[cfg(feature = "download")]
-pub use download::{DownloadError, FASHION_MNIST_URL, MNIST_URL, download};
+pub use download::{
+    DownloadError, DownloadEvent, FASHION_MNIST_MIRRORS, MNIST_MIRRORS, download, download_from,
+    mirrors,
+};
 pub use error::{CheckpointError, CorruptKind, DataError, LearnError, PartitionError};
 pub use learner::{Eval, Learner, LearnerConfig, LearnerConfigBuilder, Schedule, evaluate};
 pub use model::{Model, ModelKind, Network};

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rampart_learn::{DataError, DatasetKind, DownloadError, download};
+use rampart_learn::{
+    DataError, DatasetKind, DownloadError, DownloadEvent, download, download_from,
+};
 
 const MNIST_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -190,9 +192,18 @@ fn downloads_verify_and_refuse_corruption() {
         Err(DownloadError::Unsupported { .. })
     ));
     assert!(matches!(
-        download(&DatasetKind::Mnist, dest.path(), Some("https://127.0.0.1/")),
+        download(&DatasetKind::Mnist, dest.path(), Some("ftp://127.0.0.1/")),
         Err(DownloadError::BadUrl { .. })
     ));
+    // Nothing listens on port 9 (discard) of the loopback: a transfer error.
+    let e = download(
+        &DatasetKind::Mnist,
+        dest.path(),
+        Some("http://127.0.0.1:9/x"),
+    )
+    .unwrap_err();
+    assert!(matches!(e, DownloadError::Transfer { .. }), "{e}");
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
 
     // The real files (via a redirect, then chunked): accepted and loadable.
     download(
@@ -215,6 +226,53 @@ fn downloads_verify_and_refuse_corruption() {
         Some(&format!("{base}/chunked")),
     )
     .unwrap();
+    // Mirrors in turn: each file comes from the first URL that serves the
+    // published bytes; the refusals before it are reported.
+    let mirrored = tempfile::tempdir().unwrap();
+    let urls = [
+        format!("{base}/nothing"),
+        format!("{base}/altered"),
+        format!("{base}/good"),
+    ];
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let mut log = Vec::new();
+    download_from(&DatasetKind::Mnist, mirrored.path(), &urls, &mut |ev| {
+        log.push(match ev {
+            DownloadEvent::Present { file } => format!("present {file}"),
+            DownloadEvent::Fetching { .. } => String::new(),
+            DownloadEvent::Fetched { file, url, bytes } => {
+                assert!(bytes > 0);
+                format!("fetched {file} {}", &url[base.len()..])
+            }
+            DownloadEvent::Failed { file, error, .. } => match error {
+                DownloadError::Status { status: 404, .. } => format!("404 {file}"),
+                DownloadError::Data(DataError::HashMismatch { .. }) => format!("hash {file}"),
+                other => panic!("{other}"),
+            },
+            other => panic!("{other:?}"),
+        });
+    })
+    .unwrap();
+    log.retain(|l| !l.is_empty());
+    assert_eq!(log.len(), 12, "{log:?}");
+    assert_eq!(log[0], "404 train-images-idx3-ubyte");
+    assert_eq!(log[1], "hash train-images-idx3-ubyte");
+    assert_eq!(
+        log[2],
+        "fetched train-images-idx3-ubyte /good/train-images-idx3-ubyte.gz"
+    );
+    assert_eq!(
+        DatasetKind::Mnist.load(mirrored.path()).unwrap().test.len(),
+        10_000
+    );
+    // Again: every file present, no request.
+    let mut again = Vec::new();
+    download_from(&DatasetKind::Mnist, mirrored.path(), &urls, &mut |ev| {
+        again.push(matches!(ev, DownloadEvent::Present { .. }));
+    })
+    .unwrap();
+    assert_eq!(again, [true; 4]);
+
     // Present and valid: kept, no request made.
     let served = server.stop();
     download(
@@ -223,5 +281,5 @@ fn downloads_verify_and_refuse_corruption() {
         Some("http://127.0.0.1:9/unused"),
     )
     .unwrap();
-    assert!(served >= 12, "{served}");
+    assert!(served >= 24, "{served}");
 }
