@@ -126,13 +126,23 @@ pub(crate) fn honest(payload: &SignedPayload) -> Plan {
     }
 }
 
+/// The honest plan for `payload` whose push frame is already built.
+pub(crate) fn honest_framed(payload: &SignedPayload, push: &Bytes) -> Plan {
+    Plan {
+        gossip: Message::Header(payload.header.clone()).encode().ok(),
+        push: [Some(push.clone()), Some(push.clone())],
+    }
+}
+
 /// The plan of `attack` for a round whose honest payload is `honest_payload`
-/// (values `grad`); `previous` is the last payload the node sent honestly.
+/// (values `grad`, push frame `honest_push`); `previous` is the last payload
+/// the node sent honestly.
 pub(crate) fn forge(
     attack: Attack,
     keypair: &Keypair,
     job: JobId,
     honest_payload: &SignedPayload,
+    honest_push: &Bytes,
     grad: &[f32],
     previous: Option<&SignedPayload>,
 ) -> Result<Plan, SignError> {
@@ -140,7 +150,7 @@ pub(crate) fn forge(
     let sign =
         |values: &[f32]| SignedPayload::new_f32(keypair, job, round, PayloadKind::Gradient, values);
     Ok(match attack {
-        Attack::Honest | Attack::Delay { .. } => honest(honest_payload),
+        Attack::Honest | Attack::Delay { .. } => honest_framed(honest_payload, honest_push),
         Attack::Silent => Plan {
             gossip: None,
             push: [None, None],
@@ -176,11 +186,10 @@ pub(crate) fn forge(
         Attack::Equivocate => {
             let other: Vec<f32> = grad.iter().map(|x| x * 2.0 + 1.0).collect();
             let b = sign(&other)?;
-            let (gossip, push_a) = frames(honest_payload);
             let (_, push_b) = frames(&b);
             Plan {
-                gossip,
-                push: [push_a, push_b],
+                gossip: Message::Header(honest_payload.header.clone()).encode().ok(),
+                push: [Some(honest_push.clone()), push_b],
             }
         }
     })

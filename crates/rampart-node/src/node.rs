@@ -1013,7 +1013,7 @@ impl Actor {
         if self.value_attack.is_some() {
             return self.start_forging(grad);
         }
-        let payload = match SignedPayload::new_f32(
+        let (payload, push) = match SignedPayload::push_f32(
             &self.keypair,
             self.job,
             self.round,
@@ -1034,6 +1034,7 @@ impl Actor {
             &self.keypair,
             self.job,
             &payload,
+            &push,
             &grad,
             self.last_honest.as_ref(),
         ) {
@@ -1511,7 +1512,7 @@ impl Actor {
     fn start_drift(&mut self, params: Vec<f32>, report: Event) {
         self.report = Some(report);
         self.drift_started = Instant::now();
-        let payload = match SignedPayload::new_f32(
+        let (payload, push) = match SignedPayload::push_f32(
             &self.keypair,
             self.job,
             self.round,
@@ -1522,7 +1523,7 @@ impl Actor {
             Err(e) => return self.fail(e.to_string()),
         };
         let _ = self.validator.header(&payload.header);
-        self.send(adversary::honest(&payload));
+        self.send(adversary::honest_framed(&payload, &push));
         self.drift_inputs.entry(self.round).or_default().insert(
             self.local,
             Input {

@@ -464,8 +464,35 @@ impl SignedPayload {
         kind: PayloadKind,
         values: &[f32],
     ) -> Result<Self, SignError> {
+        Self::push_f32(keypair, job, round, kind, values).map(|(p, _)| p)
+    }
+
+    /// [`SignedPayload::new_f32`], together with the frame of
+    /// `Message::Push` of it. The values are copied once, into the frame, and
+    /// the payload is a view into that frame, so a sender builds its push
+    /// with one pass over the values besides the hash.
+    ///
+    /// ```
+    /// use libp2p::identity::Keypair;
+    /// use rampart_node::{JobId, Message, PayloadKind, SignedPayload};
+    ///
+    /// let key = Keypair::generate_ed25519();
+    /// let (p, frame) =
+    ///     SignedPayload::push_f32(&key, JobId([7; 32]), 3, PayloadKind::Gradient, &[1.5, -2.0])
+    ///         .unwrap();
+    /// assert_eq!(frame, Message::Push(p.clone()).encode().unwrap());
+    /// assert_eq!(&p.payload[..], &frame[frame.len() - 8..]);
+    /// assert!(p.header.verify());
+    /// ```
+    pub fn push_f32(
+        keypair: &Keypair,
+        job: JobId,
+        round: u64,
+        kind: PayloadKind,
+        values: &[f32],
+    ) -> Result<(Self, Bytes), SignError> {
         let sender = ed25519_public(keypair).ok_or(SignError::NotEd25519)?;
-        let payload = Bytes::from(f32_to_le(values));
+        let bytes = le_bytes(values);
         let dim = u32::try_from(values.len())
             .map_err(|_| SignError::Encode(WireError::Encode("dimension over u32".into())))?;
         let header = Header {
@@ -475,10 +502,14 @@ impl SignedPayload {
             kind,
             dim,
             encoding: Encoding::F32Le,
-            payload_hash: payload_hash(&payload),
+            payload_hash: payload_hash(&bytes),
         }
         .sign(keypair)?;
-        Ok(Self { header, payload })
+        let frame = Bytes::from(
+            Message::frame(Envelope::Push(header.clone()), &bytes).map_err(SignError::Encode)?,
+        );
+        let payload = frame.slice(frame.len() - bytes.len()..);
+        Ok((Self { header, payload }, frame))
     }
 }
 
@@ -578,9 +609,16 @@ impl Message {
             Message::Payload(None) => (Envelope::Payload(None), &[]),
             Message::Payload(Some(p)) => (Envelope::Payload(Some(p.header.clone())), &p.payload),
         };
+        Self::frame(env, payload)
+    }
+
+    /// The frame of `env` followed by `payload`: the version byte, the
+    /// envelope, for a message that carries a payload the zero padding to
+    /// [`PAYLOAD_ALIGN`], then the payload.
+    fn frame(env: Envelope, payload: &[u8]) -> Result<Vec<u8>, WireError> {
         let body = bincode::serde::encode_to_vec(&env, envelope_config())
             .map_err(|e| WireError::Encode(e.to_string()))?;
-        let carries = matches!(self, Message::Push(_) | Message::Payload(Some(_)));
+        let carries = matches!(env, Envelope::Push(_) | Envelope::Payload(Some(_)));
         let pad = if carries { padding(1 + body.len()) } else { 0 };
         let mut out = Vec::with_capacity(1 + body.len() + pad + payload.len());
         out.push(WIRE_VERSION);
@@ -678,11 +716,17 @@ fn padding(end: usize) -> usize {
 
 /// Little-endian bytes of f32 values.
 pub fn f32_to_le(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
+    le_bytes(values).into_owned()
+}
+
+/// The little-endian bytes of `values`: on a little-endian machine the
+/// values' own memory, with no copy.
+fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
-    out
 }
 
 /// f32 values from little-endian bytes; `None` when the length is not a
