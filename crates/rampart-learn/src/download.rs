@@ -195,10 +195,6 @@ pub fn download_from(
     if base_urls.is_empty() {
         return Err(DownloadError::BadUrl { url: String::new() });
     }
-    std::fs::create_dir_all(dir).map_err(|source| DownloadError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let agent = agent();
     for file in set.files() {
         let local = dir.join(file.name);
@@ -268,6 +264,11 @@ fn fetch_verified(
         .into());
     }
     verify_sha256(&gz_path, &raw, file.sha256)?;
+    // Created only now, so a fetch that gets nothing leaves nothing behind.
+    std::fs::create_dir_all(dir).map_err(|source| DownloadError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     write_atomic(&gz_path, &body)?;
     Ok(body.len() as u64)
 }
