@@ -92,7 +92,9 @@ pub struct Summary {
     /// no transport overhead), as the nodes measured them.
     pub bytes_sent: u64,
     /// The dissemination lower bound for the rounds completed: every node
-    /// sends its gradient to every other once, n · (n − 1) · d · 4 per round.
+    /// sends its gradient to every other once, n · (n − 1) · d · w per round,
+    /// w the bytes per value of the job's gradient encoding (4 for f32, 2
+    /// for bf16).
     pub bytes_bound: u64,
     /// Whether every honest node finished and identical hashes say so.
     pub honest_models_identical: bool,
@@ -168,7 +170,8 @@ pub fn summarize(rec: &RunRecord) -> Summary {
         bytes_bound: {
             let d = rec.nodes.iter().map(|n| n.dim).max().unwrap_or(0) as u64;
             let n = s.nodes as u64;
-            rounds_completed * n * n.saturating_sub(1) * d * 4
+            let width = s.encoding.wire().width() as u64;
+            rounds_completed * n * n.saturating_sub(1) * d * width
         },
         honest_models_identical: identical,
         wall_s: rec.wall.as_secs_f64(),

@@ -279,6 +279,26 @@ mod tests {
     }
 
     #[test]
+    fn encoding_is_optional_and_part_of_the_job() {
+        let s = Scenario::quickstart();
+        let mut r = s.roster(1);
+        let text = toml::to_string_pretty(&r).unwrap();
+        assert!(!text.contains("encoding"), "{text}");
+        let tag = r.tag();
+        r.job.encoding = crate::spec::GradientEncoding::Bf16;
+        assert_ne!(r.tag(), tag);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("roster.toml");
+        r.save(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("encoding = \"bf16\""), "{text}");
+        assert_eq!(Roster::load(&p).unwrap(), r);
+        std::fs::write(&p, text.replace("\"bf16\"", "\"f16\"")).unwrap();
+        let e = format!("{:#}", Roster::load(&p).unwrap_err());
+        assert!(e.contains("f16"), "{e}");
+    }
+
+    #[test]
     fn bad_rosters_are_refused() {
         let s = Scenario::quickstart();
         let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::roster::{Member, Roster, testnet_key};
 use crate::spec::{
-    Behaviour, DataName, JobSpec, ModelName, NonFinite, PartitionSpec, RuleName,
+    Behaviour, DataName, GradientEncoding, JobSpec, ModelName, NonFinite, PartitionSpec, RuleName,
     default_eval_every, default_hidden,
 };
 
@@ -169,6 +169,9 @@ pub struct Scenario {
     /// `reject` (default) or `aggregate` inputs holding NaN or ±∞.
     #[serde(default, skip_serializing_if = "NonFinite::is_reject")]
     pub non_finite: NonFinite,
+    /// `f32` (default) or `bf16` gradients on the wire.
+    #[serde(default, skip_serializing_if = "GradientEncoding::is_f32")]
+    pub encoding: GradientEncoding,
     /// Seed of keys, model, data, partition and batches.
     pub seed: u64,
     /// Give up (kill every node) after this many seconds.
@@ -253,6 +256,7 @@ impl Scenario {
             drift_period: self.drift_period,
             eval_every: self.eval_every,
             non_finite: self.non_finite,
+            encoding: self.encoding,
         }
     }
 

@@ -261,6 +261,54 @@ pub struct JobSpec {
     /// the Inf and NaN attacks then reach it).
     #[serde(default, skip_serializing_if = "NonFinite::is_reject")]
     pub non_finite: NonFinite,
+    /// How gradients travel: `f32` (the default, left out of roster files)
+    /// or `bf16` (half the bytes; each sender rounds its gradient, models
+    /// stay f32).
+    #[serde(default, skip_serializing_if = "GradientEncoding::is_f32")]
+    pub encoding: GradientEncoding,
+}
+
+/// How a job's gradients travel (the job's `encoding` key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradientEncoding {
+    /// IEEE binary32, 4 bytes a value.
+    #[default]
+    F32,
+    /// bfloat16, 2 bytes a value.
+    Bf16,
+}
+
+impl GradientEncoding {
+    /// Whether this is the default, [`GradientEncoding::F32`].
+    pub fn is_f32(&self) -> bool {
+        *self == Self::F32
+    }
+
+    /// The wire encoding.
+    pub fn wire(self) -> rampart_node::Encoding {
+        match self {
+            Self::F32 => rampart_node::Encoding::F32Le,
+            Self::Bf16 => rampart_node::Encoding::Bf16Le,
+        }
+    }
+}
+
+impl FromStr for GradientEncoding {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "f32" => Self::F32,
+            "bf16" => Self::Bf16,
+            _ => bail!("unknown encoding {s:?} (f32 or bf16)"),
+        })
+    }
+}
+
+impl std::fmt::Display for GradientEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire().name())
+    }
 }
 
 /// Treatment of inputs holding NaN or ±∞ (the job's `non_finite` key).

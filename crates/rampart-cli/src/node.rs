@@ -638,7 +638,9 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     if job.non_finite == NonFinite::Aggregate {
         builder = builder.non_finite(rampart_node::NonFinitePolicy::PassToRule);
     }
-    builder = builder.drift_period(job.drift_period);
+    builder = builder
+        .drift_period(job.drift_period)
+        .gradient_encoding(job.encoding.wire());
     let config = builder.build().context("invalid node configuration")?;
     let job_id = config.job().to_hex();
     tracing::info!(peer = %me, index, job = %job_id, role = %s.role, "starting node");

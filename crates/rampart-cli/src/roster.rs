@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use rampart_node::JobId;
+use rampart_testnet::spec::GradientEncoding;
 use rampart_testnet::{DataName, JobSpec, Member, ModelName, PartitionSpec, Roster, RuleName};
 use serde::de::DeserializeOwned;
 
@@ -82,6 +83,10 @@ pub(crate) struct NewArgs {
     /// (e.g. 0.9) the moving average of the robustness literature.
     #[arg(long, default_value_t = 0.0)]
     dampening: f32,
+    /// How gradients travel: f32, or bf16 (half the bytes; each sender rounds
+    /// its gradient to bfloat16, models stay f32).
+    #[arg(long, default_value = "f32", value_parser = parse_from_str::<GradientEncoding>)]
+    encoding: GradientEncoding,
     /// Mini-batch size.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -173,6 +178,7 @@ fn new(a: &NewArgs) -> Result<()> {
         drift_period: a.drift_period,
         eval_every: a.eval_every,
         non_finite: Default::default(),
+        encoding: a.encoding,
     };
     job.validate().context("invalid job")?;
     let roster = Roster {
@@ -289,6 +295,7 @@ fn show(path: &Path) -> Result<()> {
         "training    {} rounds, lr {}, momentum {}, dampening {}, batch {}, eval every {}",
         job.rounds, job.lr, job.momentum, job.dampening, job.batch, job.eval_every
     );
+    println!("gradients   {} on the wire", job.encoding);
     println!(
         "timeouts    round {} ms, start {} ms; drift period {}",
         job.round_timeout_ms, job.start_timeout_ms, job.drift_period
@@ -316,10 +323,11 @@ fn model_dim(job: &JobSpec) -> Result<usize> {
 /// and the roster tag, exactly as `rampart node` configures it.
 pub(crate) fn job_id(roster: &Roster) -> Result<JobId> {
     let rule = roster.job.rule()?;
-    Ok(rampart_node::job_id(
+    Ok(rampart_node::job_id_for(
         &roster.sorted_peers(),
         &rule,
         model_dim(&roster.job)?,
+        roster.job.encoding.wire(),
         &roster.tag(),
     ))
 }
@@ -353,15 +361,22 @@ mod tests {
                 Ok(())
             }
         }
-        let roster = Scenario::quickstart().roster(1);
-        let config = rampart_node::NodeConfig::builder()
-            .keypair(rampart_testnet::roster::testnet_key(1, 3))
-            .roster(roster.members.iter().map(|m| m.peer))
-            .rule(roster.job.rule().unwrap())
-            .job_tag(roster.tag().to_vec())
-            .trainer(Dim(model_dim(&roster.job).unwrap()))
-            .build()
-            .unwrap();
-        assert_eq!(job_id(&roster).unwrap(), config.job());
+        let mut ids = Vec::new();
+        for encoding in [GradientEncoding::F32, GradientEncoding::Bf16] {
+            let mut roster = Scenario::quickstart().roster(1);
+            roster.job.encoding = encoding;
+            let config = rampart_node::NodeConfig::builder()
+                .keypair(rampart_testnet::roster::testnet_key(1, 3))
+                .roster(roster.members.iter().map(|m| m.peer))
+                .rule(roster.job.rule().unwrap())
+                .job_tag(roster.tag().to_vec())
+                .gradient_encoding(encoding.wire())
+                .trainer(Dim(model_dim(&roster.job).unwrap()))
+                .build()
+                .unwrap();
+            assert_eq!(job_id(&roster).unwrap(), config.job(), "{encoding}");
+            ids.push(config.job());
+        }
+        assert_ne!(ids[0], ids[1]);
     }
 }

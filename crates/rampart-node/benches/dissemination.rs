@@ -13,13 +13,17 @@
 //!
 //! Round 0 (connection warm-up) is left out of every figure. Runs, in order:
 //! baseline, nodes with the average rule, nodes with multi-Bulyan (f = 1),
-//! nodes with multi-Bulyan and drift control every 2 rounds, baseline again.
+//! nodes with multi-Bulyan and drift control every 2 rounds, nodes with the
+//! average rule and bf16 gradients (half the bytes; its "x baseline"
+//! still divides by the f32 plain push, and its "x bound" by the f32
+//! bound), baseline again.
 
 use std::time::Duration;
 
 use rampart_gar::{CoordinatePhase, Rule};
 use rampart_node::{
-    Event, JobId, LinearRegression, Message, PayloadKind, SignedPayload, TestNet, baseline,
+    Encoding, Event, JobId, LinearRegression, Message, PayloadKind, SignedPayload, TestNet,
+    baseline,
 };
 
 struct Args {
@@ -107,7 +111,7 @@ fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NAN, f64::max)
 }
 
-async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
+async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str, encoding: Encoding) -> Figures {
     let timeout = Duration::from_secs(600);
     let d = a.dim;
     let cpu0 = cpu_seconds();
@@ -117,6 +121,7 @@ async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str) -> Figures {
             .round_timeout(Duration::from_secs(120))
             .drift_period(drift)
             .job_tag(tag)
+            .gradient_encoding(encoding)
             // One sample per gradient (two passes over the model, a few ms
             // at d = 1e6: the figure is about dissemination, not training),
             // and a rate inside the trainer's stable range at this size
@@ -205,7 +210,13 @@ fn main() {
         phase: CoordinatePhase::MedianClosest,
     };
     if a.only.as_deref() == Some("average") {
-        let f = rt.block_on(nodes(&a, Rule::Average, 0, "bench-average"));
+        let f = rt.block_on(nodes(
+            &a,
+            Rule::Average,
+            0,
+            "bench-average",
+            Encoding::F32Le,
+        ));
         println!(
             "nodes, average: round {:.3} s, collect {:.3} s",
             mean(&f.total),
@@ -218,20 +229,23 @@ fn main() {
         println!("plain push: round {:.3} s", mean(&f.total));
         return;
     }
-    let (base1, avg, mbul, mbul_drift, base2) = rt.block_on(async {
+    let f32le = Encoding::F32Le;
+    let (base1, avg, mbul, mbul_drift, avg_bf16, base2) = rt.block_on(async {
         let base1 = plain(&a, &frame).await;
         eprintln!("baseline: round {:.3} s", mean(&base1.total));
-        let avg = nodes(&a, Rule::Average, 0, "bench-average").await;
+        let avg = nodes(&a, Rule::Average, 0, "bench-average", f32le).await;
         eprintln!("nodes, average: round {:.3} s", mean(&avg.total));
-        let mbul = nodes(&a, mb.clone(), 0, "bench-multi-bulyan").await;
+        let mbul = nodes(&a, mb.clone(), 0, "bench-multi-bulyan", f32le).await;
         eprintln!("nodes, multi-Bulyan: round {:.3} s", mean(&mbul.total));
-        let mbul_drift = nodes(&a, mb.clone(), 2, "bench-multi-bulyan-drift").await;
+        let mbul_drift = nodes(&a, mb.clone(), 2, "bench-multi-bulyan-drift", f32le).await;
         eprintln!(
             "nodes, multi-Bulyan with drift: round {:.3} s",
             mean(&mbul_drift.total)
         );
+        let avg_bf16 = nodes(&a, Rule::Average, 0, "bench-average-bf16", Encoding::Bf16Le).await;
+        eprintln!("nodes, average, bf16: round {:.3} s", mean(&avg_bf16.total));
         let base2 = plain(&a, &frame).await;
-        (base1, avg, mbul, mbul_drift, base2)
+        (base1, avg, mbul, mbul_drift, avg_bf16, base2)
     });
     let bound = ((a.nodes - 1) * a.dim * 4) as f64;
     let mut both = base1.total.clone();
@@ -285,5 +299,6 @@ fn main() {
         &mbul_drift,
         true,
     );
+    row("nodes, average, bf16 gradients", &avg_bf16, true);
     row("plain push (baseline, again)", &base2, false);
 }

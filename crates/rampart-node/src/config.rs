@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::adversary::{Attack, ValueAttack};
 use crate::trainer::Trainer;
 use crate::validate::NonFinitePolicy;
-use crate::wire::{ENVELOPE_LIMIT, JobId};
+use crate::wire::{ENVELOPE_LIMIT, Encoding, JobId};
 
 /// File name of the checkpoint inside the checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "rampart-node.ckpt";
@@ -90,6 +90,7 @@ pub struct NodeConfig {
     pub(crate) max_frame: usize,
     pub(crate) max_ahead: u64,
     pub(crate) dim: usize,
+    pub(crate) gradient_encoding: Encoding,
     pub(crate) trainer: Box<dyn Trainer>,
     pub(crate) script: Vec<Attack>,
     pub(crate) value_attack: Option<ValueAttack>,
@@ -149,6 +150,7 @@ pub struct NodeConfigBuilder {
     max_frame: Option<usize>,
     max_ahead: u64,
     job_tag: Vec<u8>,
+    gradient_encoding: Encoding,
     trainer: Option<Box<dyn Trainer>>,
     script: Vec<Attack>,
     value_attack: Option<ValueAttack>,
@@ -176,6 +178,7 @@ impl Default for NodeConfigBuilder {
             max_frame: None,
             max_ahead: 2,
             job_tag: Vec::new(),
+            gradient_encoding: Encoding::F32Le,
             trainer: None,
             script: Vec::new(),
             value_attack: None,
@@ -251,6 +254,16 @@ impl NodeConfigBuilder {
     /// Rounds ahead of the current one whose inputs are buffered.
     pub fn max_ahead(mut self, rounds: u64) -> Self {
         self.max_ahead = rounds;
+        self
+    }
+
+    /// How gradients travel: [`Encoding::F32Le`] (the default) or
+    /// [`Encoding::Bf16Le`], half the bytes, each value rounded to bfloat16
+    /// by its sender (who aggregates its own input rounded the same way, so
+    /// honest nodes still agree bit for bit). Models (drift control,
+    /// catch-up) always travel as f32. Part of the job id.
+    pub fn gradient_encoding(mut self, encoding: Encoding) -> Self {
+        self.gradient_encoding = encoding;
         self
     }
 
@@ -360,7 +373,13 @@ impl NodeConfigBuilder {
         if self.mdns && !cfg!(feature = "mdns") {
             return Err(ConfigError::FeatureMissing("mdns"));
         }
-        let job = job_id(&roster, &self.rule, dim, &self.job_tag);
+        let job = job_id_for(
+            &roster,
+            &self.rule,
+            dim,
+            self.gradient_encoding,
+            &self.job_tag,
+        );
         Ok(NodeConfig {
             keypair,
             local,
@@ -376,6 +395,7 @@ impl NodeConfigBuilder {
             max_frame,
             max_ahead: self.max_ahead,
             dim,
+            gradient_encoding: self.gradient_encoding,
             trainer,
             script: self.script,
             value_attack: self.value_attack,
@@ -386,11 +406,34 @@ impl NodeConfigBuilder {
     }
 }
 
-/// The job id: SHA-256 over a domain tag, the sorted roster, the rule (its
-/// debug form carries every parameter), the dimension and the user's tag.
-/// [`NodeConfigBuilder::build`] computes it; tools that print a job's id
-/// without running a node (`rampart roster id`) call it directly.
+/// The job id of a job whose gradients travel as f32: SHA-256 over a
+/// domain tag, the sorted roster, the rule (its debug form carries every
+/// parameter), the dimension and the user's tag. [`NodeConfigBuilder::build`]
+/// computes it ([`job_id_for`]); tools that print a job's id without running
+/// a node (`rampart roster id`) call it directly.
 pub fn job_id(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) -> JobId {
+    job_id_for(sorted_roster, rule, dim, Encoding::F32Le, tag)
+}
+
+/// [`job_id`] of a job whose gradients travel in `encoding`: any other
+/// encoding than f32 is part of the id (f32 is left out, so the ids of f32
+/// jobs are those of [`job_id`]).
+pub fn job_id_for(
+    sorted_roster: &[PeerId],
+    rule: &Rule,
+    dim: usize,
+    encoding: Encoding,
+    tag: &[u8],
+) -> JobId {
+    let mut tag = tag.to_vec();
+    if encoding != Encoding::F32Le {
+        tag.extend_from_slice(b"\0gradient-encoding=");
+        tag.extend_from_slice(encoding.name().as_bytes());
+    }
+    job_id_tagged(sorted_roster, rule, dim, &tag)
+}
+
+fn job_id_tagged(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) -> JobId {
     let mut h = Sha256::new();
     h.update(b"rampart/job/v1\0");
     h.update((sorted_roster.len() as u64).to_le_bytes());

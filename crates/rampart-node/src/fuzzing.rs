@@ -38,6 +38,7 @@ fn validator() -> Validator {
         job: JOB,
         roster: (0..4).map(|i| key(i).public().to_peer_id()).collect(),
         dim: DIM,
+        gradient_encoding: crate::wire::Encoding::F32Le,
         max_frame: MAX_FRAME,
         non_finite: NonFinitePolicy::Reject,
         max_ahead: 4,

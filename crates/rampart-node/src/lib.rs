@@ -49,8 +49,8 @@ mod validate;
 mod wire;
 
 pub use adversary::{Attack, ValueAttack};
-pub use config::job_id;
 pub use config::{CHECKPOINT_FILE, ConfigError, NodeConfig, NodeConfigBuilder};
+pub use config::{job_id, job_id_for};
 pub use event::{Event, RoundTimings, Status};
 #[cfg(any(test, feature = "test-utils"))]
 pub use harness::{
@@ -67,5 +67,6 @@ pub use validate::{Counters, NonFinitePolicy, Reason, Verdict};
 pub use wire::{
     ENVELOPE_LIMIT, Encoding, EquivocationProof, Header, JobId, Message, PAYLOAD_ALIGN,
     PayloadKind, PullRequest, SignError, Signature, SignedHeader, SignedPayload, WIRE_VERSION,
-    WireError, ed25519_public, ed25519_public_of, f32_from_le, f32_to_le, payload_hash,
+    WireError, bf16_bits, bf16_value, ed25519_public, ed25519_public_of, f32_from_le, f32_to_le,
+    payload_hash, quantize,
 };

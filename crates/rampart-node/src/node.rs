@@ -29,7 +29,7 @@ use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmError};
 use crate::trainer::{Trainer, TrainerError};
 use crate::validate::{Freshness, NonFinitePolicy, Reason, Refusal, Validator, ValidatorConfig};
 use crate::wire::{
-    EquivocationProof, JobId, Message, PayloadKind, PullRequest, SignError, SignedHeader,
+    Encoding, EquivocationProof, JobId, Message, PayloadKind, PullRequest, SignError, SignedHeader,
     SignedPayload, Values,
 };
 
@@ -406,6 +406,8 @@ struct Actor {
     withheld: Option<u64>,
     /// Drift-control period K (0: off).
     drift_period: u64,
+    /// How this job's gradients travel.
+    gradient_encoding: Encoding,
     /// Models received for the drift step after each round (this round's,
     /// those buffered ahead, and the last one done, to answer pulls).
     drift_inputs: BTreeMap<u64, BTreeMap<PeerId, Input>>,
@@ -448,6 +450,7 @@ impl Actor {
             job: cfg.job,
             roster: cfg.roster.clone(),
             dim: cfg.dim,
+            gradient_encoding: cfg.gradient_encoding,
             max_frame: cfg.max_frame,
             non_finite: cfg.non_finite,
             max_ahead: cfg.max_ahead,
@@ -519,6 +522,7 @@ impl Actor {
             max_ahead: cfg.max_ahead,
             withheld: None,
             drift_period: cfg.drift_period,
+            gradient_encoding: cfg.gradient_encoding,
             drift_inputs: BTreeMap::new(),
             drift_announced: BTreeMap::new(),
             drift_blind: HashMap::new(),
@@ -1013,15 +1017,21 @@ impl Actor {
         if self.value_attack.is_some() {
             return self.start_forging(grad);
         }
-        let (payload, push) = match SignedPayload::push_f32(
+        let (payload, push) = match SignedPayload::push(
             &self.keypair,
             self.job,
             self.round,
             PayloadKind::Gradient,
             &grad,
+            self.gradient_encoding,
         ) {
             Ok(p) => p,
             Err(e) => return self.fail(e.to_string()),
+        };
+        // The node aggregates its own input as the others decode it.
+        let grad = match self.gradient_encoding {
+            Encoding::F32Le => grad,
+            other => crate::wire::quantize(&grad, other),
         };
         // Record our own header so a conflicting one is an equivocation.
         let _ = self.validator.header(&payload.header);

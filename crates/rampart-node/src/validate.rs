@@ -14,7 +14,8 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use crate::wire::{
-    EquivocationProof, JobId, Message, PayloadKind, SignedHeader, SignedPayload, Values, WireError,
+    Encoding, EquivocationProof, JobId, Message, PayloadKind, SignedHeader, SignedPayload, Values,
+    WireError,
 };
 
 /// Why an input was not accepted.
@@ -186,6 +187,8 @@ pub(crate) struct ValidatorConfig {
     pub(crate) job: JobId,
     pub(crate) roster: Vec<PeerId>,
     pub(crate) dim: usize,
+    /// The job's encoding of gradients (models always travel as f32).
+    pub(crate) gradient_encoding: Encoding,
     pub(crate) max_frame: usize,
     pub(crate) non_finite: NonFinitePolicy,
     /// Rounds ahead of the current one that are buffered.
@@ -318,8 +321,16 @@ impl Validator {
     pub(crate) fn payload(&mut self, sp: &SignedPayload) -> Result<(Freshness, Values), Refusal> {
         let fresh = self.header(&sp.header)?;
         let h = &sp.header.header;
+        // A payload in another encoding than the job's has the wrong shape.
+        let encoding = match h.kind {
+            PayloadKind::Gradient => self.cfg.gradient_encoding,
+            _ => Encoding::F32Le,
+        };
+        if h.encoding != encoding {
+            return self.refuse(Reason::WrongDimension);
+        }
         // One pass over the bytes: hash, decode, finiteness.
-        let decoded = crate::wire::hash_and_decode_f32(&sp.payload);
+        let decoded = crate::wire::hash_and_decode(&sp.payload, encoding);
         if decoded.hash != h.payload_hash {
             return self.refuse(Reason::HashMismatch);
         }
@@ -382,6 +393,7 @@ mod tests {
             job: job(),
             roster: (0..4).map(|i| key(i).public().to_peer_id()).collect(),
             dim: DIM,
+            gradient_encoding: Encoding::F32Le,
             max_frame: 1 << 16,
             non_finite: policy,
             max_ahead: 2,
@@ -394,6 +406,42 @@ mod tests {
 
     fn refused<T: std::fmt::Debug>(r: Result<T, Refusal>) -> Reason {
         r.unwrap_err().reason
+    }
+
+    #[test]
+    fn gradients_must_use_the_jobs_encoding() {
+        let values = [1.0f32, 1.0 + 1.0 / 128.0 + 1.0 / 1024.0, -3.5];
+        let push = |i: u8, kind, encoding| {
+            SignedPayload::push(&key(i), job(), 0, kind, &values, encoding)
+                .unwrap()
+                .0
+        };
+        let mut v = validator(NonFinitePolicy::Reject);
+        v.cfg.gradient_encoding = Encoding::Bf16Le;
+        // bf16 gradients: accepted, decoded as their sender rounded them.
+        let (_, got) = v
+            .payload(&push(0, PayloadKind::Gradient, Encoding::Bf16Le))
+            .unwrap();
+        assert_eq!(
+            &got[..],
+            &crate::wire::quantize(&values, Encoding::Bf16Le)[..]
+        );
+        assert_ne!(&got[..], &values[..]);
+        // An f32 gradient in a bf16 job, a bf16 model: the wrong shape.
+        let r = v.payload(&push(1, PayloadKind::Gradient, Encoding::F32Le));
+        assert_eq!(refused(r), Reason::WrongDimension);
+        let r = v.payload(&push(2, PayloadKind::Drift, Encoding::Bf16Le));
+        assert_eq!(refused(r), Reason::WrongDimension);
+        // Models stay f32 in a bf16 job (another sender: node 2 has already
+        // announced a drift payload for this round).
+        assert!(
+            v.payload(&push(3, PayloadKind::Drift, Encoding::F32Le))
+                .is_ok()
+        );
+        // And a bf16 gradient in an f32 job.
+        let mut v = validator(NonFinitePolicy::Reject);
+        let r = v.payload(&push(3, PayloadKind::Gradient, Encoding::Bf16Le));
+        assert_eq!(refused(r), Reason::WrongDimension);
     }
 
     #[test]

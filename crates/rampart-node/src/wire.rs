@@ -198,21 +198,27 @@ pub(crate) struct Decoded {
     pub(crate) values: Option<(Values, bool)>,
 }
 
-/// Hashes `payload` and checks its values piece by piece, so that each
-/// piece is read from memory once for the hash and the finiteness check.
-/// The values stay in the payload's buffer where it is aligned for f32
-/// (see [`Values`]); otherwise each piece is also converted into a copy.
-pub(crate) fn hash_and_decode_f32(payload: &Bytes) -> Decoded {
-    let mut hasher = blake3::Hasher::new();
-    if !payload.len().is_multiple_of(4) {
-        hasher.update(payload);
-        return Decoded {
-            hash: hasher.finalize().into(),
-            values: None,
-        };
+/// Hashes `payload` and checks its values (in `encoding`) piece by piece,
+/// so that each piece is read from memory once for the hash and the
+/// finiteness check. f32 values stay in the payload's buffer where it is
+/// aligned for f32 (see [`Values`]); otherwise, and for bf16, each piece is
+/// also converted into a copy.
+pub(crate) fn hash_and_decode(payload: &Bytes, encoding: Encoding) -> Decoded {
+    match encoding {
+        Encoding::F32Le => hash_and_decode_f32(payload),
+        Encoding::Bf16Le => {
+            hash_and_copy(payload, 2, |c| bf16_value(u16::from_le_bytes([c[0], c[1]])))
+        }
     }
-    let mut finite = true;
-    if let Some(values) = Values::in_place(payload) {
+}
+
+/// [`hash_and_decode`] of an f32 payload.
+pub(crate) fn hash_and_decode_f32(payload: &Bytes) -> Decoded {
+    if payload.len().is_multiple_of(4)
+        && let Some(values) = Values::in_place(payload)
+    {
+        let mut hasher = blake3::Hasher::new();
+        let mut finite = true;
         for (piece, vals) in payload.chunks(PIECE).zip(values.chunks(PIECE / 4)) {
             hasher.update(piece);
             finite &= all_finite(vals);
@@ -222,15 +228,28 @@ pub(crate) fn hash_and_decode_f32(payload: &Bytes) -> Decoded {
             values: Some((values, finite)),
         };
     }
-    let mut values = Vec::with_capacity(payload.len() / 4);
+    hash_and_copy(payload, 4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// Hashes `payload` and decodes it into a copy, `width` bytes a value
+/// (`value` reads one); no values when the length is not a multiple of
+/// `width`.
+fn hash_and_copy(payload: &Bytes, width: usize, value: impl Fn(&[u8]) -> f32) -> Decoded {
+    let mut hasher = blake3::Hasher::new();
+    if !payload.len().is_multiple_of(width) {
+        hasher.update(payload);
+        return Decoded {
+            hash: hasher.finalize().into(),
+            values: None,
+        };
+    }
+    let mut values = Vec::with_capacity(payload.len() / width);
+    let mut finite = true;
+    // PIECE is a multiple of every width, so no value straddles two pieces.
     for piece in payload.chunks(PIECE) {
         hasher.update(piece);
         let start = values.len();
-        values.extend(
-            piece
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        values.extend(piece.chunks_exact(width).map(&value));
         finite &= all_finite(&values[start..]);
     }
     Decoded {
@@ -256,6 +275,11 @@ pub(crate) fn all_finite(values: &[f32]) -> bool {
 pub enum Encoding {
     /// `dim` IEEE-754 binary32 values, little-endian.
     F32Le,
+    /// `dim` bfloat16 values (the upper 16 bits of a binary32: its sign,
+    /// its 8-bit exponent and 7 bits of its significand), little-endian:
+    /// half the bytes of [`Encoding::F32Le`], the same range, about 3
+    /// significant decimal digits. Used for gradients only.
+    Bf16Le,
 }
 
 impl Encoding {
@@ -263,7 +287,65 @@ impl Encoding {
     pub fn width(self) -> usize {
         match self {
             Encoding::F32Le => 4,
+            Encoding::Bf16Le => 2,
         }
+    }
+
+    /// The encoding's name in configuration files: `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::F32Le => "f32",
+            Encoding::Bf16Le => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Encoding::F32Le),
+            "bf16" => Ok(Encoding::Bf16Le),
+            _ => Err(format!("unknown encoding {s:?} (f32 or bf16)")),
+        }
+    }
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits. A
+/// NaN stays a NaN; values beyond the largest bfloat16 round to ±∞, as
+/// they do in IEEE arithmetic.
+///
+/// ```
+/// use rampart_node::{bf16_bits, bf16_value};
+/// assert_eq!(bf16_value(bf16_bits(1.0)), 1.0);
+/// assert_eq!(bf16_value(bf16_bits(1.0 + 1.0 / 256.0)), 1.0); // a tie: to even
+/// assert_eq!(bf16_value(bf16_bits(1.0 + 3.0 / 256.0)), 1.015625);
+/// assert!(bf16_value(bf16_bits(f32::NAN)).is_nan());
+/// ```
+pub fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        // Keep the sign, force a quiet NaN whatever the dropped bits were.
+        return ((bits >> 16) as u16) | 0x0040;
+    }
+    let round = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+/// The f32 value of bfloat16 bits (exact).
+pub fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+/// The values as they arrive after a round trip through `encoding`: a
+/// copy for [`Encoding::F32Le`], each value rounded to bfloat16 for
+/// [`Encoding::Bf16Le`]. A sender aggregates its own input in this form, so
+/// that it uses the same values as every receiver.
+pub fn quantize(values: &[f32], encoding: Encoding) -> Vec<f32> {
+    match encoding {
+        Encoding::F32Le => values.to_vec(),
+        Encoding::Bf16Le => values.iter().map(|&v| bf16_value(bf16_bits(v))).collect(),
     }
 }
 
@@ -297,7 +379,7 @@ pub struct Header {
     pub dim: u32,
     /// Layout of the coordinates.
     pub encoding: Encoding,
-    /// SHA-256 of the payload bytes.
+    /// BLAKE3 of the payload bytes ([`payload_hash`]).
     pub payload_hash: [u8; 32],
 }
 
@@ -491,8 +573,29 @@ impl SignedPayload {
         kind: PayloadKind,
         values: &[f32],
     ) -> Result<(Self, Bytes), SignError> {
+        Self::push(keypair, job, round, kind, values, Encoding::F32Le)
+    }
+
+    /// [`SignedPayload::push_f32`] with the values in `encoding`
+    /// ([`quantize`] gives the values a receiver decodes).
+    pub fn push(
+        keypair: &Keypair,
+        job: JobId,
+        round: u64,
+        kind: PayloadKind,
+        values: &[f32],
+        encoding: Encoding,
+    ) -> Result<(Self, Bytes), SignError> {
         let sender = ed25519_public(keypair).ok_or(SignError::NotEd25519)?;
-        let bytes = le_bytes(values);
+        let bytes = match encoding {
+            Encoding::F32Le => le_bytes(values),
+            Encoding::Bf16Le => std::borrow::Cow::Owned(
+                values
+                    .iter()
+                    .flat_map(|&v| bf16_bits(v).to_le_bytes())
+                    .collect(),
+            ),
+        };
         let dim = u32::try_from(values.len())
             .map_err(|_| SignError::Encode(WireError::Encode("dimension over u32".into())))?;
         let header = Header {
@@ -501,7 +604,7 @@ impl SignedPayload {
             sender,
             kind,
             dim,
-            encoding: Encoding::F32Le,
+            encoding,
             payload_hash: payload_hash(&bytes),
         }
         .sign(keypair)?;
@@ -1013,7 +1116,65 @@ mod tests {
         assert_eq!(f32_from_le(&[0; 5]), None);
     }
 
+    #[test]
+    fn bf16_push_carries_two_bytes_a_value() {
+        let key = Keypair::ed25519_from_bytes([9; 32]).unwrap();
+        let values = [0.1f32, -2.75, 1e-30, 3.0e38, f32::INFINITY, 65_504.0];
+        let (p, frame) = SignedPayload::push(
+            &key,
+            JobId([1; 32]),
+            5,
+            PayloadKind::Gradient,
+            &values,
+            Encoding::Bf16Le,
+        )
+        .unwrap();
+        assert_eq!(p.payload.len(), 2 * values.len());
+        assert_eq!(p.header.header.payload_len(), p.payload.len());
+        assert_eq!(frame, Message::Push(p.clone()).encode().unwrap());
+        let Ok(Message::Push(back)) = Message::decode_frame(frame, 1 << 16) else {
+            panic!("not a push");
+        };
+        let d = hash_and_decode(&back.payload, Encoding::Bf16Le);
+        assert_eq!(d.hash, p.header.header.payload_hash);
+        let (got, finite) = d.values.unwrap();
+        assert!(!finite);
+        assert_eq!(&got[..], &quantize(&values, Encoding::Bf16Le)[..]);
+        assert_eq!(got[0].to_bits(), 0x3dcd_0000); // 0.1 rounded up: 0.10009765625
+        assert_eq!(got[1], -2.75);
+        // An odd number of bytes is no bf16 payload.
+        assert!(
+            hash_and_decode(&Bytes::from_static(&[1, 2, 3]), Encoding::Bf16Le)
+                .values
+                .is_none()
+        );
+    }
+
     proptest! {
+        #[test]
+        fn bf16_rounds_to_the_nearest_ties_to_even(bits in any::<u32>()) {
+            let x = f32::from_bits(bits);
+            let q = bf16_value(bf16_bits(x));
+            if x.is_nan() {
+                prop_assert!(q.is_nan());
+            } else {
+                let down = f32::from_bits(bits & 0xffff_0000);
+                let up = f32::from_bits((bits & 0xffff_0000).wrapping_add(0x1_0000));
+                prop_assert!(q.to_bits() == down.to_bits() || q.to_bits() == up.to_bits());
+                let (dq, dother) = if q.to_bits() == down.to_bits() {
+                    ((x as f64 - down as f64).abs(), (up as f64 - x as f64).abs())
+                } else {
+                    ((up as f64 - x as f64).abs(), (x as f64 - down as f64).abs())
+                };
+                if up.is_finite() {
+                    prop_assert!(dq <= dother, "{x} -> {q}");
+                    if dq == dother {
+                        prop_assert_eq!(bf16_bits(q) & 1, 0, "tie not to even: {} -> {}", x, q);
+                    }
+                }
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Message::decode(&bytes, 1024);

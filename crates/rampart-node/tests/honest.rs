@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use rampart_gar::{CoordinatePhase, Rule};
-use rampart_node::{Event, LinearRegression, TestNet, Trainer, aggregate_inputs};
+use rampart_node::{
+    Encoding, Event, LinearRegression, TestNet, Trainer, aggregate_inputs, quantize,
+};
 
 const DIM: usize = 33;
 const JOB_SEED: u64 = 2024;
@@ -17,15 +19,16 @@ fn trainer(i: usize) -> LinearRegression {
     LinearRegression::new(DIM, JOB_SEED, i as u64, SAMPLES)
 }
 
-/// The same job in one process: every round, every node's gradient, sorted
-/// by PeerId, aggregated once, applied to every model.
-fn simulate(n: usize, rounds: u64, rule: &Rule) -> Vec<Vec<f32>> {
+/// The same job in one process: every round, every node's gradient (as it
+/// arrives in `encoding`), sorted by PeerId, aggregated once, applied to
+/// every model.
+fn simulate(n: usize, rounds: u64, rule: &Rule, encoding: Encoding) -> Vec<Vec<f32>> {
     let roster = TestNet::roster(n);
     let mut trainers: Vec<LinearRegression> = (0..n).map(trainer).collect();
     for round in 0..rounds {
         let mut inputs: BTreeMap<PeerId, Vec<f32>> = BTreeMap::new();
         for (peer, t) in roster.iter().zip(&mut trainers) {
-            inputs.insert(*peer, t.gradient(round).unwrap().1);
+            inputs.insert(*peer, quantize(&t.gradient(round).unwrap().1, encoding));
         }
         let update = aggregate_inputs(rule, n, &inputs).unwrap();
         for t in &mut trainers {
@@ -41,7 +44,15 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_honest_nodes_agree_with_the_simulation() {
-    five_honest_nodes(0).await;
+    five_honest_nodes(0, Encoding::F32Le).await;
+}
+
+/// Gradients in bfloat16: every sender rounds its own input as the others
+/// decode it, so the nodes still agree bit for bit, with a simulation that
+/// rounds every gradient the same way (and not with the f32 one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bf16_gradients_keep_honest_nodes_identical() {
+    five_honest_nodes(0, Encoding::Bf16Le).await;
 }
 
 /// Drift control on (every 6 rounds, the last round included): the median
@@ -49,10 +60,10 @@ async fn five_honest_nodes_agree_with_the_simulation() {
 /// each step measures is exactly 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_control_keeps_honest_nodes_identical() {
-    five_honest_nodes(6).await;
+    five_honest_nodes(6, Encoding::F32Le).await;
 }
 
-async fn five_honest_nodes(drift: u64) {
+async fn five_honest_nodes(drift: u64, encoding: Encoding) {
     let n = 5;
     let rounds = 30;
     let rule = Rule::MultiBulyan {
@@ -67,6 +78,7 @@ async fn five_honest_nodes(drift: u64) {
             .round_timeout(Duration::from_secs(10))
             .job_tag("honest-5")
             .drift_period(drift)
+            .gradient_encoding(encoding)
             .trainer(trainer(i))
     })
     .await
@@ -102,7 +114,15 @@ async fn five_honest_nodes(drift: u64) {
     for h in &net.handles {
         params.push(h.parameters().await.unwrap());
     }
-    let expected = simulate(n, rounds, &rule);
+    let expected = simulate(n, rounds, &rule, encoding);
+    if encoding != Encoding::F32Le {
+        let plain = simulate(n, rounds, &rule, Encoding::F32Le);
+        assert_ne!(
+            bits(&plain[0]),
+            bits(&params[0]),
+            "the encoding changed nothing"
+        );
+    }
     for (i, p) in params.iter().enumerate() {
         assert_eq!(bits(p), bits(&params[0]), "node {i} differs from node 0");
         assert_eq!(

@@ -105,23 +105,25 @@ impl Actor {
                 "forging from part of the honest inputs"
             );
         }
-        let payload = match SignedPayload::new_f32(
+        let (payload, push) = match SignedPayload::push(
             &self.keypair,
             self.job,
             self.round,
             PayloadKind::Gradient,
             &values,
+            self.gradient_encoding,
         ) {
             Ok(p) => p,
             Err(e) => return self.fail(e.to_string()),
         };
+        let values = crate::wire::quantize(&values, self.gradient_encoding);
         let _ = self.validator.header(&payload.header);
         self.emit(Event::Forged {
             round: self.round,
             from,
             payload_hash: payload.header.header.payload_hash,
         });
-        self.send(adversary::honest(&payload));
+        self.send(adversary::honest_framed(&payload, &push));
         self.inputs.entry(self.round).or_default().insert(
             self.local,
             Input {
