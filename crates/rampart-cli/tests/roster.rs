@@ -88,6 +88,35 @@ fn new_add_show_and_id() {
     let text = std::fs::read_to_string(&roster).unwrap();
     assert!(text.contains("/ip4/192.0.2.1/tcp/5000\""), "{text}");
     assert_eq!(ok(&["roster", "id", &roster]).trim(), id);
+    assert!(show.contains("gradients   f32 on the wire"), "{show}");
+    assert!(!text.contains("encoding"), "{text}");
+
+    // The same job with bf16 gradients: written to the file, shown, and
+    // another job id.
+    let text = text.replace("[job]\n", "[job]\nencoding = \"bf16\"\n");
+    assert!(text.contains("encoding = \"bf16\""), "{text}");
+    let bf16 = dir.path().join("bf16.toml");
+    std::fs::write(&bf16, &text).unwrap();
+    let bf16 = bf16.to_str().unwrap();
+    let show = ok(&["roster", "show", bf16]);
+    assert!(show.contains("gradients   bf16 on the wire"), "{show}");
+    let bf16_id = ok(&["roster", "id", bf16]).trim().to_owned();
+    assert_eq!(bf16_id.len(), 64);
+    assert_ne!(bf16_id, id);
+    let out = rampart(&[
+        "roster",
+        "new",
+        "--out",
+        "x.toml",
+        "--rule",
+        "median",
+        "--f",
+        "1",
+        "--encoding",
+        "f16",
+    ]);
+    let line = expect_failure(&out, "unknown encoding");
+    assert!(line.contains("f16"), "{line}");
 }
 
 #[test]
