@@ -381,12 +381,10 @@ impl Scenario {
 /// raw or `.gz` form), naming each missing file and the command that gets
 /// them. Contents are verified when the data set is loaded.
 pub fn check_data_dir(data: DataName, dir: &std::path::Path) -> Result<()> {
-    let (kind, name) = match data {
-        DataName::Synthetic => return Ok(()),
-        DataName::Mnist => (rampart_learn::DatasetKind::Mnist, "mnist"),
-        DataName::FashionMnist => (rampart_learn::DatasetKind::FashionMnist, "fashion-mnist"),
-        DataName::Cifar10 => (rampart_learn::DatasetKind::Cifar10, "cifar10"),
+    let Some(kind) = data.file_kind() else {
+        return Ok(());
     };
+    let name = data.name();
     let missing: Vec<String> = kind
         .missing_files(dir)
         .iter()

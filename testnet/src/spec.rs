@@ -139,15 +139,43 @@ pub enum DataName {
     Cifar10,
 }
 
+impl DataName {
+    /// The name in files and flags (`synthetic`, `mnist`, `fashion-mnist`,
+    /// `cifar10`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Synthetic => "synthetic",
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Cifar10 => "cifar10",
+        }
+    }
+
+    /// The data set read from a directory, `None` for the synthetic one
+    /// (generated from the job seed).
+    pub fn file_kind(self) -> Option<rampart_learn::DatasetKind> {
+        match self {
+            Self::Synthetic => None,
+            Self::Mnist => Some(rampart_learn::DatasetKind::Mnist),
+            Self::FashionMnist => Some(rampart_learn::DatasetKind::FashionMnist),
+            Self::Cifar10 => Some(rampart_learn::DatasetKind::Cifar10),
+        }
+    }
+}
+
 impl FromStr for DataName {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "synthetic" => Self::Synthetic,
-            "mnist" => Self::Mnist,
-            "fashion-mnist" => Self::FashionMnist,
-            "cifar10" => Self::Cifar10,
-            _ => bail!("unknown data set {s:?} (synthetic, mnist, fashion-mnist or cifar10)"),
+        [
+            Self::Synthetic,
+            Self::Mnist,
+            Self::FashionMnist,
+            Self::Cifar10,
+        ]
+        .into_iter()
+        .find(|d| d.name() == s)
+        .with_context(|| {
+            format!("unknown data set {s:?} (synthetic, mnist, fashion-mnist or cifar10)")
         })
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use rampart_learn::{DatasetKind, DownloadEvent, download_from, mirrors};
 use rampart_testnet::spec::DataName;
 
@@ -22,48 +22,39 @@ pub(crate) enum DataCommand {
     Verify(VerifyArgs),
 }
 
-/// A data set that lives in files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum DataSet {
-    /// MNIST handwritten digits (4 IDX files).
-    Mnist,
-    /// Fashion-MNIST (Zalando), same format as MNIST.
-    FashionMnist,
-    /// CIFAR-10, binary version (6 batch files; no downloader).
-    Cifar10,
+/// A data set that lives in files: a [`DataName`] other than synthetic.
+#[derive(Clone, Debug)]
+pub(crate) struct DataSet {
+    data: DataName,
+    kind: DatasetKind,
 }
 
 impl DataSet {
-    fn kind(self) -> DatasetKind {
-        match self {
-            Self::Mnist => DatasetKind::Mnist,
-            Self::FashionMnist => DatasetKind::FashionMnist,
-            Self::Cifar10 => DatasetKind::Cifar10,
-        }
+    fn of(data: DataName) -> Option<Self> {
+        data.file_kind().map(|kind| Self { data, kind })
     }
 
-    fn data_name(self) -> DataName {
-        match self {
-            Self::Mnist => DataName::Mnist,
-            Self::FashionMnist => DataName::FashionMnist,
-            Self::Cifar10 => DataName::Cifar10,
-        }
+    fn name(&self) -> &'static str {
+        self.data.name()
     }
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            Self::Mnist => "mnist",
-            Self::FashionMnist => "fashion-mnist",
-            Self::Cifar10 => "cifar10",
-        }
+impl std::str::FromStr for DataSet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let data = s.parse::<DataName>().map_err(|e| format!("{e:#}"))?;
+        Self::of(data).ok_or_else(|| {
+            "the synthetic data set is generated from the job seed: there is nothing to fetch or verify (give mnist, fashion-mnist or cifar10)"
+                .to_owned()
+        })
     }
 }
 
 /// Flags of `rampart data fetch`.
 #[derive(Args, Debug)]
 pub(crate) struct FetchArgs {
-    /// Which data set.
-    #[arg(value_enum)]
+    /// Which data set: mnist, fashion-mnist or cifar10.
     set: DataSet,
     /// Directory to put the files in (created if needed). Default: data/<set>.
     #[arg(long, value_name = "DIR")]
@@ -77,15 +68,14 @@ pub(crate) struct FetchArgs {
 /// Flags of `rampart data verify`.
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
-    /// Which data set.
-    #[arg(value_enum)]
+    /// Which data set: mnist, fashion-mnist or cifar10.
     set: DataSet,
     /// Directory holding the files. Default: data/<set>.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
 
-fn default_dir(set: DataSet) -> PathBuf {
+fn default_dir(set: &DataSet) -> PathBuf {
     Path::new("data").join(set.name())
 }
 
@@ -102,18 +92,19 @@ pub(crate) fn run(command: &DataCommand) -> Result<()> {
 
 fn list() {
     println!("synthetic       built in: a seeded Gaussian mixture, nothing to fetch (the default)");
-    for set in [DataSet::Mnist, DataSet::FashionMnist, DataSet::Cifar10] {
-        let kind = set.kind();
-        let (what, licence) = match set {
-            DataSet::Mnist => (
+    let sets = [DataName::Mnist, DataName::FashionMnist, DataName::Cifar10];
+    for set in sets.into_iter().filter_map(DataSet::of) {
+        let kind = &set.kind;
+        let (what, licence) = match set.data {
+            DataName::Mnist => (
                 "handwritten digits, 60,000 + 10,000 grey 28×28 images, 10 classes",
                 "CC BY-SA 3.0, Yann LeCun and Corinna Cortes",
             ),
-            DataSet::FashionMnist => (
+            DataName::FashionMnist => (
                 "Zalando article images, 60,000 + 10,000 grey 28×28, 10 classes",
                 "MIT, Zalando SE",
             ),
-            DataSet::Cifar10 => (
+            _ => (
                 "50,000 + 10,000 colour 32×32 images, 10 classes",
                 "see the data set's home page (Krizhevsky, 2009)",
             ),
@@ -121,7 +112,7 @@ fn list() {
         println!("{:<15} {what}", set.name());
         println!("{:<15} licence: {licence}", "");
         println!("{:<15} files: {}", "", kind.files().join(", "));
-        let from = mirrors(&kind);
+        let from = mirrors(kind);
         if from.is_empty() {
             println!(
                 "{:<15} no downloader: unpack the binary version (cifar-10-binary.tar.gz) and point --data-dir at the folder holding the batches",
@@ -132,7 +123,7 @@ fn list() {
                 "{:<15} rampart data fetch {} --dir {} (mirrors: {})",
                 "",
                 set.name(),
-                default_dir(set).display(),
+                default_dir(&set).display(),
                 from.join(" ")
             );
         }
@@ -140,9 +131,9 @@ fn list() {
 }
 
 fn fetch(args: &FetchArgs) -> Result<()> {
-    let set = args.set;
-    let kind = set.kind();
-    if mirrors(&kind).is_empty() {
+    let set = &args.set;
+    let kind = &set.kind;
+    if mirrors(kind).is_empty() {
         bail!(
             "{} has no downloader: unpack its binary version (cifar-10-binary.tar.gz from the data set's home page) into a folder and check it with `rampart data verify {} --dir DIR`",
             set.name(),
@@ -151,7 +142,7 @@ fn fetch(args: &FetchArgs) -> Result<()> {
     }
     let dir = args.dir.clone().unwrap_or_else(|| default_dir(set));
     let urls: Vec<&str> = if args.urls.is_empty() {
-        mirrors(&kind).to_vec()
+        mirrors(kind).to_vec()
     } else {
         args.urls.iter().map(String::as_str).collect()
     };
@@ -166,7 +157,7 @@ fn fetch(args: &FetchArgs) -> Result<()> {
         DownloadEvent::Failed { file, error, .. } => println!("{file}: not taken: {error}"),
         _ => {}
     };
-    download_from(&kind, &dir, &urls, &mut on_event).with_context(|| {
+    download_from(kind, &dir, &urls, &mut on_event).with_context(|| {
         format!(
             "cannot fetch {} into {}: no URL gave the published file. Check the network, give a reachable mirror with --url, or copy the four files (raw or .gz) into that folder by other means and check them with `rampart data verify {} --dir {}`",
             set.name(),
@@ -186,12 +177,12 @@ fn fetch(args: &FetchArgs) -> Result<()> {
 }
 
 fn verify(args: &VerifyArgs) -> Result<()> {
-    let set = args.set;
-    let kind = set.kind();
+    let set = &args.set;
+    let kind = &set.kind;
     let dir = args.dir.clone().unwrap_or_else(|| default_dir(set));
-    rampart_testnet::scenario::check_data_dir(set.data_name(), &dir)?;
+    rampart_testnet::scenario::check_data_dir(set.data, &dir)?;
     let split = kind.load(&dir).map_err(|e| {
-        let fix = if mirrors(&kind).is_empty() {
+        let fix = if mirrors(kind).is_empty() {
             "unpack that file again from the data set's binary version".to_owned()
         } else {
             format!(
@@ -202,7 +193,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         };
         anyhow::anyhow!("{e}; {fix}")
     })?;
-    let hashes = if matches!(set, DataSet::Cifar10) {
+    let hashes = if mirrors(kind).is_empty() {
         "every batch has the expected size and labels"
     } else {
         "every file matches the published SHA-256"

@@ -441,12 +441,9 @@ struct JobData {
 
 /// The data set a job names.
 pub(crate) fn dataset_kind(job: &JobSpec) -> DatasetKind {
-    match job.data {
-        DataName::Synthetic => DatasetKind::Synthetic(SyntheticConfig::new(job.seed)),
-        DataName::Mnist => DatasetKind::Mnist,
-        DataName::FashionMnist => DatasetKind::FashionMnist,
-        DataName::Cifar10 => DatasetKind::Cifar10,
-    }
+    job.data
+        .file_kind()
+        .unwrap_or_else(|| DatasetKind::Synthetic(SyntheticConfig::new(job.seed)))
 }
 
 /// The model architecture a job names.

@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use rampart_gar::{CoordinatePhase, Rule};
 use rampart_node::{
-    Encoding, Event, JobId, LinearRegression, Message, PayloadKind, SignedPayload, TestNet,
-    baseline,
+    Encoding, Event, JobId, LinearRegression, PayloadKind, SignedPayload, TestNet, baseline,
 };
 
 struct Args {
@@ -195,7 +194,7 @@ fn main() {
         .expect("tokio runtime");
     // A node's push frame: version, envelope with the signed header, d f32.
     let values: Vec<f32> = (0..a.dim).map(|i| (i % 1000) as f32 * 1e-3).collect();
-    let payload = SignedPayload::new_f32(
+    let (_, frame) = SignedPayload::push_f32(
         &TestNet::key(0),
         JobId([0; 32]),
         0,
@@ -203,7 +202,6 @@ fn main() {
         &values,
     )
     .expect("sign");
-    let frame = Message::Push(payload).encode().expect("encode");
     let mb = Rule::MultiBulyan {
         f: 1,
         m: None,

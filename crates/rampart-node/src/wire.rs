@@ -300,18 +300,6 @@ impl Encoding {
     }
 }
 
-impl std::str::FromStr for Encoding {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Encoding::F32Le),
-            "bf16" => Ok(Encoding::Bf16Le),
-            _ => Err(format!("unknown encoding {s:?} (f32 or bf16)")),
-        }
-    }
-}
-
 /// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits. A
 /// NaN stays a NaN; values beyond the largest bfloat16 round to ±∞, as
 /// they do in IEEE arithmetic.
