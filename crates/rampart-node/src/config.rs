@@ -1,14 +1,16 @@
 //! Node configuration: a builder whose `build()` checks every invariant.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use rampart_gar::{GarError, Rule};
+use rampart_gar::{Aggregate, GarError, Rule};
 use sha2::{Digest, Sha256};
 
 use crate::adversary::{Attack, ValueAttack};
+use crate::round::NodeRule;
 use crate::trainer::Trainer;
 use crate::validate::NonFinitePolicy;
 use crate::wire::{ENVELOPE_LIMIT, Encoding, JobId};
@@ -82,7 +84,7 @@ pub struct NodeConfig {
     pub(crate) job: JobId,
     pub(crate) listen: Vec<Multiaddr>,
     pub(crate) bootstrap: Vec<(PeerId, Multiaddr)>,
-    pub(crate) rule: Rule,
+    pub(crate) rule: NodeRule,
     pub(crate) rounds: u64,
     pub(crate) round_timeout: Duration,
     pub(crate) start_timeout: Duration,
@@ -142,7 +144,7 @@ pub struct NodeConfigBuilder {
     roster: Vec<PeerId>,
     listen: Vec<Multiaddr>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
-    rule: Rule,
+    rule: NodeRule,
     rounds: u64,
     round_timeout: Duration,
     start_timeout: Duration,
@@ -166,11 +168,11 @@ impl Default for NodeConfigBuilder {
             roster: Vec::new(),
             listen: Vec::new(),
             bootstrap: Vec::new(),
-            rule: Rule::MultiBulyan {
+            rule: NodeRule::Builtin(Rule::MultiBulyan {
                 f: 0,
                 m: None,
                 phase: rampart_gar::CoordinatePhase::MedianClosest,
-            },
+            }),
             rounds: 1,
             round_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(30),
@@ -216,7 +218,73 @@ impl NodeConfigBuilder {
 
     /// The aggregation rule (with its f and m).
     pub fn rule(mut self, rule: Rule) -> Self {
-        self.rule = rule;
+        self.rule = NodeRule::Builtin(rule);
+        self
+    }
+
+    /// An aggregation rule of your own instead of one of rampart-gar's, said
+    /// to tolerate `f` Byzantine inputs out of the roster's n.
+    ///
+    /// The node treats it as it treats its own rules:
+    /// * it runs on the trainer's thread, never on the async executor, with
+    ///   the round's inputs sorted by sender PeerId;
+    /// * a round waits for every member's input, or, after its timeout,
+    ///   aggregates as soon as it holds n − f inputs that
+    ///   [`Aggregate::check`] accepts;
+    /// * [`build`](Self::build) refuses f ≥ n and a roster size that
+    ///   [`Aggregate::check`] refuses;
+    /// * an output of another length than the inputs' stops the node with
+    ///   [`NodeError::RuleOutput`](crate::NodeError::RuleOutput).
+    ///
+    /// Honest nodes agree bit for bit only if the rule is a deterministic
+    /// function of its inputs and their order. The rule's
+    /// [`name`](Aggregate::name) and `f` are part of the job id; its other
+    /// parameters are not, so put them in the [`job_tag`](Self::job_tag).
+    ///
+    /// ```
+    /// use libp2p::identity::Keypair;
+    /// use rampart_gar::{Aggregate, Aggregation, GarError};
+    /// use rampart_node::{LinearRegression, NodeConfig};
+    ///
+    /// /// The coordinate-wise mean of the inputs after dropping, per
+    /// /// coordinate, the f largest and the f smallest values.
+    /// struct Trim(usize);
+    /// impl Aggregate<f32> for Trim {
+    ///     fn name(&self) -> &'static str { "my-trim" }
+    ///     fn check(&self, n: usize) -> Result<(), GarError> {
+    ///         if n > 2 * self.0 { Ok(()) } else {
+    ///             Err(GarError::Precondition { rule: "my-trim", n, f: self.0, m: None, bound: "n > 2f" })
+    ///         }
+    ///     }
+    ///     fn aggregate(&self, inputs: &[&[f32]]) -> Result<Aggregation<f32>, GarError> {
+    ///         let d = rampart_gar::validate(inputs)?;
+    ///         self.check(inputs.len())?;
+    ///         let keep = inputs.len() - 2 * self.0;
+    ///         let out = (0..d).map(|c| {
+    ///             let mut v: Vec<f32> = inputs.iter().map(|x| x[c]).collect();
+    ///             v.sort_by(f32::total_cmp);
+    ///             v[self.0..self.0 + keep].iter().sum::<f32>() / keep as f32
+    ///         });
+    ///         Ok(Aggregation::new(out.collect()))
+    ///     }
+    /// }
+    ///
+    /// let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate_ed25519()).collect();
+    /// let builder = || NodeConfig::builder()
+    ///     .keypair(keys[0].clone())
+    ///     .roster(keys.iter().map(|k| k.public().to_peer_id()))
+    ///     .trainer(LinearRegression::new(8, 1, 0, 16));
+    /// let config = builder().custom_rule(Trim(1), 1).build().unwrap();
+    /// // The rule is part of the job: another f is another job.
+    /// assert_ne!(config.job(), builder().custom_rule(Trim(1), 0).build().unwrap().job());
+    /// // n = 4 cannot trim 2 from each end.
+    /// assert!(builder().custom_rule(Trim(2), 1).build().is_err());
+    /// ```
+    pub fn custom_rule(mut self, rule: impl Aggregate<f32> + 'static, f: usize) -> Self {
+        self.rule = NodeRule::Custom {
+            rule: Arc::new(rule),
+            f,
+        };
         self
     }
 
@@ -373,9 +441,9 @@ impl NodeConfigBuilder {
         if self.mdns && !cfg!(feature = "mdns") {
             return Err(ConfigError::FeatureMissing("mdns"));
         }
-        let job = job_id_for(
+        let job = job_id_described(
             &roster,
-            &self.rule,
+            &format!("{:?}", self.rule),
             dim,
             self.gradient_encoding,
             &self.job_tag,
@@ -425,6 +493,19 @@ pub fn job_id_for(
     encoding: Encoding,
     tag: &[u8],
 ) -> JobId {
+    job_id_described(sorted_roster, &format!("{rule:?}"), dim, encoding, tag)
+}
+
+/// The job id with the rule given by its description: a built-in rule's
+/// debug form (which carries every parameter), or `Custom { name, f }`,
+/// which no built-in rule's debug form can be.
+fn job_id_described(
+    sorted_roster: &[PeerId],
+    rule: &str,
+    dim: usize,
+    encoding: Encoding,
+    tag: &[u8],
+) -> JobId {
     let mut tag = tag.to_vec();
     if encoding != Encoding::F32Le {
         tag.extend_from_slice(b"\0gradient-encoding=");
@@ -433,7 +514,7 @@ pub fn job_id_for(
     job_id_tagged(sorted_roster, rule, dim, &tag)
 }
 
-fn job_id_tagged(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) -> JobId {
+fn job_id_tagged(sorted_roster: &[PeerId], rule: &str, dim: usize, tag: &[u8]) -> JobId {
     let mut h = Sha256::new();
     h.update(b"rampart/job/v1\0");
     h.update((sorted_roster.len() as u64).to_le_bytes());
@@ -442,7 +523,6 @@ fn job_id_tagged(sorted_roster: &[PeerId], rule: &Rule, dim: usize, tag: &[u8]) 
         h.update((b.len() as u64).to_le_bytes());
         h.update(&b);
     }
-    let rule = format!("{rule:?}");
     h.update((rule.len() as u64).to_le_bytes());
     h.update(rule.as_bytes());
     h.update((dim as u64).to_le_bytes());
@@ -473,34 +553,99 @@ mod tests {
     #[test]
     fn valid_config_and_job_id() {
         let k = keys(7);
-        let c = base(&k)
-            .rule(Rule::MultiBulyan {
-                f: 1,
-                m: None,
-                phase: CoordinatePhase::MedianClosest,
-            })
-            .build()
-            .unwrap();
+        let rule = Rule::MultiBulyan {
+            f: 1,
+            m: None,
+            phase: CoordinatePhase::MedianClosest,
+        };
+        let c = base(&k).rule(rule.clone()).build().unwrap();
+        // The id tools print without a node is the node's own.
+        assert_eq!(c.job(), job_id(c.roster(), &rule, 4, b""));
         assert_eq!(c.roster().len(), 7);
         assert!(c.roster().windows(2).all(|w| w[0] < w[1]));
         assert_eq!(c.max_frame, 16 + ENVELOPE_LIMIT);
         // The job id does not depend on the roster's order but on its content.
         let mut rev: Vec<PeerId> = k.iter().map(|k| k.public().to_peer_id()).collect();
         rev.reverse();
-        let c2 = base(&k).roster(rev).rule(c.rule.clone()).build().unwrap();
+        let c2 = base(&k).roster(rev).rule(rule.clone()).build().unwrap();
         assert_eq!(c.job(), c2.job());
         let c3 = base(&k)
-            .rule(c.rule.clone())
+            .rule(rule.clone())
             .job_tag("other")
             .build()
             .unwrap();
         assert_ne!(c.job(), c3.job());
-        let c4 = base(&k)
-            .rule(c.rule.clone())
-            .drift_period(5)
+        let c4 = base(&k).rule(rule.clone()).drift_period(5).build().unwrap();
+        assert_eq!(c4.drift_period, 5);
+    }
+
+    /// Averages the first `k` inputs (only what the tests below need).
+    struct FirstK(usize);
+
+    impl Aggregate<f32> for FirstK {
+        fn name(&self) -> &'static str {
+            "first-k"
+        }
+        fn check(&self, n: usize) -> Result<(), GarError> {
+            if n >= self.0 {
+                Ok(())
+            } else {
+                Err(GarError::Precondition {
+                    rule: "first-k",
+                    n,
+                    f: 0,
+                    m: Some(self.0),
+                    bound: "n >= k",
+                })
+            }
+        }
+        fn aggregate(&self, inputs: &[&[f32]]) -> Result<rampart_gar::Aggregation<f32>, GarError> {
+            Aggregate::<f32>::aggregate(&Rule::Average, &inputs[..self.0])
+        }
+    }
+
+    #[test]
+    fn custom_rule_is_checked_and_part_of_the_job() {
+        let k = keys(5);
+        let c = base(&k).custom_rule(FirstK(3), 1).build().unwrap();
+        assert_eq!(c.rule.f(), 1);
+        assert_eq!(c.rule.quorum(5), 4);
+        assert!(c.rule.can_aggregate(5, 4));
+        assert!(!c.rule.can_aggregate(5, 3));
+        // The same custom rule and f: the same job, whatever the roster order.
+        let mut rev: Vec<PeerId> = k.iter().map(|k| k.public().to_peer_id()).collect();
+        rev.reverse();
+        let same = base(&k)
+            .roster(rev)
+            .custom_rule(FirstK(3), 1)
             .build()
             .unwrap();
-        assert_eq!(c4.drift_period, 5);
+        assert_eq!(c.job(), same.job());
+        // Another f, or a built-in rule: another job.
+        let other_f = base(&k).custom_rule(FirstK(3), 0).build().unwrap();
+        assert_ne!(c.job(), other_f.job());
+        let builtin = base(&k).rule(Rule::Average).build().unwrap();
+        assert_ne!(c.job(), builtin.job());
+        assert_eq!(
+            format!("{:?}", c.rule),
+            r#"Custom { name: "first-k", f: 1 }"#
+        );
+        // The rule's own precondition for the roster size, then f < n.
+        let err = base(&k).custom_rule(FirstK(6), 1).build().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Rule {
+                    rule: "first-k",
+                    n: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("n >= k"), "{err}");
+        let err = base(&k).custom_rule(FirstK(1), 5).build().unwrap_err();
+        assert!(err.to_string().contains("f < n"), "{err}");
     }
 
     #[test]

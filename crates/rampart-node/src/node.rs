@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::adversary::{self, Attack, Plan, ValueAttack};
 use crate::config::{ConfigError, NodeConfig};
 use crate::event::{Event, RoundTimings, Status};
-use crate::round::{aggregate_inputs, drift_step, effective_rule, quorum};
+use crate::round::{NodeRule, drift_step};
 use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmError};
 use crate::trainer::{Trainer, TrainerError};
 use crate::validate::{Freshness, NonFinitePolicy, Reason, Refusal, Validator, ValidatorConfig};
@@ -68,6 +68,16 @@ pub enum NodeError {
     /// The rule refused the round's inputs.
     #[error("aggregation: {0}")]
     Rule(#[from] GarError),
+    /// A custom rule returned a vector of the wrong length.
+    #[error("custom rule {rule} returned {got} values for inputs of dimension {expected}")]
+    RuleOutput {
+        /// The rule's name.
+        rule: &'static str,
+        /// The inputs' dimension.
+        expected: usize,
+        /// The length of the rule's output.
+        got: usize,
+    },
     /// A header could not be signed.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -181,7 +191,7 @@ enum Job {
     },
     Apply {
         round: u64,
-        rule: Rule,
+        rule: NodeRule,
         n: usize,
         inputs: BTreeMap<PeerId, Values>,
         /// Where to checkpoint after applying, and the job it belongs to.
@@ -230,8 +240,8 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
                 checkpoint,
                 reply,
             } => {
-                let r = aggregate_inputs(&rule, n, &inputs)
-                    .map_err(NodeError::from)
+                let r = rule
+                    .aggregate(n, &inputs)
                     .and_then(|u| trainer.apply(&u, round).map_err(NodeError::from))
                     .and_then(|()| match &checkpoint {
                         Some((path, job)) => trainer
@@ -330,7 +340,7 @@ struct Actor {
     local: PeerId,
     job: JobId,
     roster: Vec<PeerId>,
-    rule: Rule,
+    rule: NodeRule,
     rounds: u64,
     round_timeout: Duration,
     start_timeout: Duration,
@@ -462,7 +472,7 @@ impl Actor {
             .spawn(move || trainer_loop(trainer, job_rx))
             .map_err(NodeError::Thread)?;
         let now = Instant::now();
-        let f = cfg.rule.f().unwrap_or(0);
+        let f = cfg.rule.f();
         let mut addresses: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         for (peer, addr) in &cfg.bootstrap {
             remember(&mut addresses, *peer, addr.clone());
@@ -1406,8 +1416,7 @@ impl Actor {
         let n = self.roster.len();
         let expected = self.expected();
         let complete = have >= expected;
-        let enough = have >= quorum(&self.rule, n)
-            && effective_rule(&self.rule, n, have).check(have).is_ok();
+        let enough = self.rule.can_aggregate(n, have);
         // Peers that sent only refused inputs this round, or that are not
         // connected, will not send a valid one: with a quorum, the round
         // need not wait for them.
@@ -1578,7 +1587,7 @@ impl Actor {
         }
         let have = self.drift_inputs.get(&self.round).map_or(0, BTreeMap::len);
         let complete = have >= self.expected();
-        let enough = have >= quorum(&self.rule, self.roster.len());
+        let enough = have >= self.rule.quorum(self.roster.len());
         if complete || (timed_out && enough) {
             let models: BTreeMap<PeerId, Values> = self
                 .drift_inputs
@@ -1655,7 +1664,7 @@ impl Actor {
         match self.phase {
             Phase::Connecting => {
                 let n = self.roster.len();
-                if self.connected.len() + 1 >= quorum(&self.rule, n) {
+                if self.connected.len() + 1 >= self.rule.quorum(n) {
                     self.start();
                 } else {
                     warn!(

@@ -3,9 +3,119 @@
 //! compute the same bits.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use libp2p::PeerId;
 use rampart_gar::{Aggregate, GarError, Rule};
+
+use crate::NodeError;
+
+/// The rule a node aggregates with: one of rampart-gar's [`Rule`]s, or a
+/// rule of the user's own ([`NodeConfigBuilder::custom_rule`]).
+///
+/// [`NodeConfigBuilder::custom_rule`]: crate::NodeConfigBuilder::custom_rule
+#[derive(Clone)]
+pub(crate) enum NodeRule {
+    /// A rule of rampart-gar, with its parameters.
+    Builtin(Rule),
+    /// A user's rule and the number of Byzantine inputs it is declared to
+    /// tolerate.
+    Custom {
+        rule: Arc<dyn Aggregate<f32>>,
+        f: usize,
+    },
+}
+
+impl fmt::Debug for NodeRule {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeRule::Builtin(rule) => fmt::Debug::fmt(rule, out),
+            NodeRule::Custom { rule, f } => out
+                .debug_struct("Custom")
+                .field("name", &rule.name())
+                .field("f", f)
+                .finish(),
+        }
+    }
+}
+
+impl NodeRule {
+    /// Identifier of the rule (e.g. `multi-bulyan`, or a custom rule's name).
+    pub(crate) fn id(&self) -> &'static str {
+        match self {
+            NodeRule::Builtin(rule) => rule.id(),
+            NodeRule::Custom { rule, .. } => rule.name(),
+        }
+    }
+
+    /// The declared number of Byzantine inputs (0 for rules without one).
+    pub(crate) fn f(&self) -> usize {
+        match self {
+            NodeRule::Builtin(rule) => rule.f().unwrap_or(0),
+            NodeRule::Custom { f, .. } => *f,
+        }
+    }
+
+    /// The fewest inputs a round may be aggregated with: all but f.
+    pub(crate) fn quorum(&self, n: usize) -> usize {
+        n.saturating_sub(self.f()).max(1)
+    }
+
+    /// Checks the rule for a full roster of `n`.
+    pub(crate) fn check(&self, n: usize) -> Result<(), GarError> {
+        match self {
+            NodeRule::Builtin(rule) => rule.check(n),
+            NodeRule::Custom { rule, f } => {
+                if *f >= n {
+                    return Err(GarError::Precondition {
+                        rule: rule.name(),
+                        n,
+                        f: *f,
+                        m: None,
+                        bound: "f < n",
+                    });
+                }
+                rule.check(n)
+            }
+        }
+    }
+
+    /// Whether `have` of the roster's `n` inputs may be aggregated after the
+    /// round's timeout: at least the quorum, and the rule accepts that many.
+    pub(crate) fn can_aggregate(&self, n: usize, have: usize) -> bool {
+        have >= self.quorum(n)
+            && match self {
+                NodeRule::Builtin(rule) => effective_rule(rule, n, have).check(have).is_ok(),
+                NodeRule::Custom { rule, .. } => rule.check(have).is_ok(),
+            }
+    }
+
+    /// Aggregates one round's inputs, sorted by sender PeerId (the map's
+    /// order), out of a roster of `n`.
+    pub(crate) fn aggregate<V: AsRef<[f32]>>(
+        &self,
+        n: usize,
+        inputs: &BTreeMap<PeerId, V>,
+    ) -> Result<Vec<f32>, NodeError> {
+        match self {
+            NodeRule::Builtin(rule) => Ok(aggregate_inputs(rule, n, inputs)?),
+            NodeRule::Custom { rule, .. } => {
+                let rows: Vec<&[f32]> = inputs.values().map(AsRef::as_ref).collect();
+                let expected = rampart_gar::validate(&rows)?;
+                let output = rule.aggregate(&rows)?.output;
+                if output.len() != expected {
+                    return Err(NodeError::RuleOutput {
+                        rule: rule.name(),
+                        expected,
+                        got: output.len(),
+                    });
+                }
+                Ok(output)
+            }
+        }
+    }
+}
 
 /// The rule applied when only `received` of the roster's `n` inputs arrived:
 /// every missing input is counted as one of the declared f Byzantine ones

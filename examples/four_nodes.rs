@@ -5,7 +5,7 @@
 //! model is evaluated on the held-out test set.
 //!
 //! ```text
-//! cargo run --release -p rampart-node --example four_nodes
+//! cargo run --release -p rampart-examples --example four_nodes
 //! ```
 
 use std::error::Error;
