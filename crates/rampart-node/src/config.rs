@@ -350,7 +350,10 @@ impl NodeConfigBuilder {
 
     /// Directory of this node's checkpoint: written after every round
     /// (atomically, by the trainer), and resumed from at start when present;
-    /// a resumed node then catches up from its peers' models.
+    /// a resumed node then catches up from its peers' models. The directory
+    /// also holds the record of the last gradient the node signed, so that
+    /// a restarted node never signs a different one for the same round
+    /// (`docs/protocol.md`, "Checkpoints, restart and catch-up").
     pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
         self

@@ -43,6 +43,7 @@ pub mod fuzzing;
 mod harness;
 mod node;
 mod round;
+mod signed;
 mod swarm;
 mod trainer;
 mod validate;

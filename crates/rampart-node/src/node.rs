@@ -25,6 +25,7 @@ use crate::adversary::{self, Attack, Plan, ValueAttack};
 use crate::config::{ConfigError, NodeConfig};
 use crate::event::{Event, RoundTimings, Status};
 use crate::round::{NodeRule, drift_step};
+use crate::signed::{self, Signed};
 use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmError};
 use crate::trainer::{Trainer, TrainerError};
 use crate::validate::{Freshness, NonFinitePolicy, Reason, Refusal, Validator, ValidatorConfig};
@@ -379,6 +380,11 @@ struct Actor {
     /// The last payload this node sent honestly (for the replay attack).
     last_honest: Option<SignedPayload>,
     checkpoint: Option<PathBuf>,
+    /// The record of the last gradient signed (next to the checkpoint).
+    signed_path: Option<PathBuf>,
+    /// The record found at start: a gradient signed before a restart, not
+    /// to be contradicted.
+    signed_before: Option<Signed>,
     pending_restore: Option<oneshot::Receiver<RestoreResult>>,
     pending_set: Option<oneshot::Receiver<Result<(), NodeError>>>,
     /// Whether the node resumed from a checkpoint (and must catch up).
@@ -512,6 +518,8 @@ impl Actor {
             pulls: HashMap::new(),
             script: cfg.script,
             last_honest: None,
+            signed_path: cfg.checkpoint.as_deref().map(signed::record_path),
+            signed_before: None,
             checkpoint: cfg.checkpoint,
             pending_restore: None,
             pending_set: None,
@@ -566,7 +574,21 @@ impl Actor {
         for peer in others {
             self.dial(peer);
         }
-        if let Some(path) = self.checkpoint.clone() {
+        if let Some(path) = &self.signed_path {
+            match signed::read(path, &self.job) {
+                Ok(found) => self.signed_before = found,
+                // Without the record the node cannot know what it signed:
+                // refusing to start is safer than risking an equivocation.
+                Err(e) => {
+                    self.fail(format!(
+                        "{e}; remove the file if no node of this job ever ran from this                          checkpoint directory"
+                    ));
+                }
+            }
+        }
+        if let Some(path) = self.checkpoint.clone()
+            && self.phase != Phase::Finished
+        {
             let (reply, rx) = oneshot::channel();
             if self
                 .jobs
@@ -983,6 +1005,45 @@ impl Actor {
         self.pending_gradient = Some(rx);
     }
 
+    /// Before this node sends its gradient of the current round with
+    /// payload hash `hash`: whether it may. It may not when it signed a
+    /// gradient with another hash for this round before a restart (its
+    /// trainer did not recompute the same bits) and the rule tolerates a
+    /// missing input (f ≥ 1); with f = 0 the round cannot close without
+    /// it, so the node sends it anyway and says so. When it may, the
+    /// signature is recorded first.
+    fn keep_signed_word(&mut self, hash: [u8; 32]) -> bool {
+        if let Some(before) = self.signed_before.take_if(|s| s.round == self.round)
+            && before.hash != hash
+        {
+            if self.rule.f() >= 1 {
+                warn!(
+                    round = self.round,
+                    "this node signed another gradient for this round before it restarted \
+                     (its trainer's gradient is not a function of its checkpoint): sending \
+                     nothing this round rather than a second, conflicting input"
+                );
+                return false;
+            }
+            warn!(
+                round = self.round,
+                "this node signed another gradient for this round before it restarted and the \
+                 rule tolerates no missing input (f = 0): sending the new one; peers that hold \
+                 the first will exclude this node as an equivocator"
+            );
+        }
+        if let Some(path) = &self.signed_path {
+            let record = Signed {
+                round: self.round,
+                hash,
+            };
+            if let Err(e) = signed::write(path, &self.job, record) {
+                warn!(error = %e, path = %path.display(), "cannot record the signed gradient");
+            }
+        }
+        true
+    }
+
     fn fail(&mut self, error: String) {
         warn!(%error, "node failed");
         self.phase = Phase::Finished;
@@ -1038,6 +1099,14 @@ impl Actor {
             Ok(p) => p,
             Err(e) => return self.fail(e.to_string()),
         };
+        if self.script.is_empty() && !self.keep_signed_word(payload.header.header.payload_hash) {
+            // This round's input was signed before a restart and differs
+            // now: send nothing rather than a second version of it.
+            self.phase = Phase::Collecting;
+            self.deadline = Some(Instant::now() + self.round_timeout);
+            self.check_complete(false);
+            return;
+        }
         // The node aggregates its own input as the others decode it.
         let grad = match self.gradient_encoding {
             Encoding::F32Le => grad,
