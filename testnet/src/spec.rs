@@ -456,6 +456,13 @@ pub enum Behaviour {
     Replay,
     /// Signs two payloads for the round and sends each to half the peers.
     Equivocate,
+    /// Sends its gradient under the name of the next roster member, with
+    /// its own signature.
+    Impersonate,
+    /// Pushes payload bytes changed after signing their header.
+    Tamper,
+    /// Sends a validly signed gradient dated 1000 rounds ahead.
+    FutureRound,
     /// Sends its honest input `ms` milliseconds late.
     Delay {
         /// The delay.
@@ -471,7 +478,7 @@ pub enum Behaviour {
 
 impl Behaviour {
     /// Every behaviour name.
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 20] = [
         "honest",
         "sign-flip",
         "ipm",
@@ -487,6 +494,9 @@ impl Behaviour {
         "non-finite",
         "replay",
         "equivocate",
+        "impersonate",
+        "tamper",
+        "future-round",
         "delay",
         "crash",
     ];
@@ -509,6 +519,9 @@ impl Behaviour {
             Self::NonFinite => "non-finite",
             Self::Replay => "replay",
             Self::Equivocate => "equivocate",
+            Self::Impersonate => "impersonate",
+            Self::Tamper => "tamper",
+            Self::FutureRound => "future-round",
             Self::Delay { .. } => "delay",
             Self::Crash { .. } => "crash",
         }
@@ -566,6 +579,9 @@ impl Behaviour {
             "non-finite" => Self::NonFinite,
             "replay" => Self::Replay,
             "equivocate" => Self::Equivocate,
+            "impersonate" => Self::Impersonate,
+            "tamper" => Self::Tamper,
+            "future-round" => Self::FutureRound,
             "delay" => Self::Delay {
                 ms: take.get("ms")?.map_or(1000, |v| v.max(0.0) as u64),
             },

@@ -545,6 +545,9 @@ fn protocol_attack(b: &Behaviour) -> Option<Vec<rampart_node::Attack>> {
         Behaviour::NonFinite => vec![A::NonFinite],
         Behaviour::Replay => vec![A::Honest, A::Replay],
         Behaviour::Equivocate => vec![A::Equivocate],
+        Behaviour::Impersonate => vec![A::Impersonate],
+        Behaviour::Tamper => vec![A::Tamper],
+        Behaviour::FutureRound => vec![A::FutureRound],
         Behaviour::Delay { ms } => vec![A::Delay { ms }],
         _ => return None,
     })

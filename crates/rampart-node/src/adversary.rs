@@ -44,7 +44,20 @@ pub enum Attack {
         /// The delay in milliseconds.
         ms: u64,
     },
+    /// Sends its gradient under another roster member's name (the next one
+    /// in PeerId order): the header names that member as the sender but
+    /// carries this node's signature.
+    Impersonate,
+    /// Gossips its validly signed header but pushes payload bytes changed
+    /// after signing, so that they no longer match the header's hash.
+    Tamper,
+    /// Sends a validly signed gradient for a round [`FUTURE_ROUNDS`] ahead
+    /// of the current one.
+    FutureRound,
 }
+
+/// How far ahead [`Attack::FutureRound`] dates its gradient.
+pub const FUTURE_ROUNDS: u64 = 1000;
 
 /// A value attack played from the honest inputs that reach the node
 /// ([`crate::NodeConfigBuilder::value_attack`]).
@@ -136,7 +149,9 @@ pub(crate) fn honest_framed(payload: &SignedPayload, push: &Bytes) -> Plan {
 
 /// The plan of `attack` for a round whose honest payload is `honest_payload`
 /// (values `grad`, push frame `honest_push`); `previous` is the last payload
-/// the node sent honestly.
+/// the node sent honestly, `victim` the Ed25519 key of the member an
+/// impersonator names as the sender.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forge(
     attack: Attack,
     keypair: &Keypair,
@@ -145,6 +160,7 @@ pub(crate) fn forge(
     honest_push: &Bytes,
     grad: &[f32],
     previous: Option<&SignedPayload>,
+    victim: Option<[u8; 32]>,
 ) -> Result<Plan, SignError> {
     let round = honest_payload.header.header.round;
     let sign =
@@ -183,6 +199,41 @@ pub(crate) fn forge(
                 push: [None, None],
             },
         },
+        Attack::Impersonate => match victim {
+            Some(victim) => {
+                let mut header = honest_payload.header.clone();
+                header.header.sender = victim;
+                honest(&SignedPayload {
+                    header,
+                    payload: honest_payload.payload.clone(),
+                })
+            }
+            None => Plan {
+                gossip: None,
+                push: [None, None],
+            },
+        },
+        Attack::Tamper => {
+            let mut bytes = honest_payload.payload.to_vec();
+            if let Some(b) = bytes.first_mut() {
+                *b ^= 0x40;
+            }
+            let (_, push) = frames(&SignedPayload {
+                header: honest_payload.header.clone(),
+                payload: Bytes::from(bytes),
+            });
+            Plan {
+                gossip: Message::Header(honest_payload.header.clone()).encode().ok(),
+                push: [push.clone(), push],
+            }
+        }
+        Attack::FutureRound => honest(&SignedPayload::new_f32(
+            keypair,
+            job,
+            round.saturating_add(FUTURE_ROUNDS),
+            PayloadKind::Gradient,
+            grad,
+        )?),
         Attack::Equivocate => {
             let other: Vec<f32> = grad.iter().map(|x| x * 2.0 + 1.0).collect();
             let b = sign(&other)?;

@@ -49,7 +49,7 @@ mod trainer;
 mod validate;
 mod wire;
 
-pub use adversary::{Attack, ValueAttack};
+pub use adversary::{Attack, FUTURE_ROUNDS, ValueAttack};
 pub use config::{CHECKPOINT_FILE, ConfigError, NodeConfig, NodeConfigBuilder};
 pub use config::{job_id, job_id_for};
 pub use event::{Event, RoundTimings, Status};

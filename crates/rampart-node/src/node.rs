@@ -1118,6 +1118,13 @@ impl Actor {
             0 => Attack::Honest,
             len => self.script[(self.round % len as u64) as usize],
         };
+        let victim = self
+            .roster
+            .iter()
+            .position(|p| *p == self.local)
+            .map(|i| self.roster[(i + 1) % self.roster.len()])
+            .filter(|p| *p != self.local)
+            .and_then(|p| crate::wire::ed25519_public_of(&p));
         let plan = match adversary::forge(
             attack,
             &self.keypair,
@@ -1126,6 +1133,7 @@ impl Actor {
             &push,
             &grad,
             self.last_honest.as_ref(),
+            victim,
         ) {
             Ok(plan) => plan,
             Err(e) => return self.fail(e.to_string()),
@@ -1154,7 +1162,13 @@ impl Actor {
                 // aggregate it and others not.
                 if matches!(
                     attack,
-                    Attack::Garbage | Attack::WrongDimension | Attack::NonFinite | Attack::Replay
+                    Attack::Garbage
+                        | Attack::WrongDimension
+                        | Attack::NonFinite
+                        | Attack::Replay
+                        | Attack::Impersonate
+                        | Attack::Tamper
+                        | Attack::FutureRound
                 ) {
                     self.withheld = Some(self.round);
                 }

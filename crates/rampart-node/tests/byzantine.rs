@@ -1,7 +1,9 @@
 //! Seven nodes, f = 1: one roster member cycles through the protocol attacks
 //! (garbage bytes, wrong dimension, NaN, replay of an old round,
-//! equivocation). The six honest nodes complete every round, count each bad
-//! input under its reason, and exclude the equivocator.
+//! impersonation of another member, a payload altered after signing, a
+//! round far in the future, equivocation). The six honest nodes complete
+//! every round, count each bad input under its reason, exclude the
+//! equivocator, and never hold the impersonated member responsible.
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ const DIM: usize = 17;
 async fn six_honest_nodes_survive_a_protocol_attacker() {
     let n = 7;
     let bad = 3;
-    let rounds = 9;
+    let rounds = 12;
     let rule = Rule::MultiBulyan {
         f: 1,
         m: None,
@@ -26,6 +28,9 @@ async fn six_honest_nodes_survive_a_protocol_attacker() {
         Attack::WrongDimension,
         Attack::NonFinite,
         Attack::Replay,
+        Attack::Impersonate,
+        Attack::Tamper,
+        Attack::FutureRound,
         Attack::Equivocate,
         Attack::Honest,
     ];
@@ -88,6 +93,9 @@ async fn six_honest_nodes_survive_a_protocol_attacker() {
         assert!(c.get(Reason::WrongDimension) >= 1, "node {i}: {c:?}");
         assert!(c.get(Reason::NonFinite) >= 1, "node {i}: {c:?}");
         assert!(c.get(Reason::RoundTooOld) >= 1, "node {i}: {c:?}");
+        assert!(c.get(Reason::BadSignature) >= 1, "node {i}: {c:?}");
+        assert!(c.get(Reason::HashMismatch) >= 1, "node {i}: {c:?}");
+        assert!(c.get(Reason::RoundTooFarAhead) >= 1, "node {i}: {c:?}");
         equivocation_seen += c.get(Reason::Equivocation);
     }
     // Peers that received the second payload detect the equivocation
