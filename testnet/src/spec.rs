@@ -463,6 +463,10 @@ pub enum Behaviour {
     Tamper,
     /// Sends a validly signed gradient dated 1000 rounds ahead.
     FutureRound,
+    /// Sends a validly signed gradient of another job.
+    WrongJob,
+    /// Pushes frames over the peers' size limit.
+    Oversize,
     /// Sends its honest input `ms` milliseconds late.
     Delay {
         /// The delay.
@@ -478,7 +482,7 @@ pub enum Behaviour {
 
 impl Behaviour {
     /// Every behaviour name.
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 22] = [
         "honest",
         "sign-flip",
         "ipm",
@@ -497,6 +501,8 @@ impl Behaviour {
         "impersonate",
         "tamper",
         "future-round",
+        "wrong-job",
+        "oversize",
         "delay",
         "crash",
     ];
@@ -522,6 +528,8 @@ impl Behaviour {
             Self::Impersonate => "impersonate",
             Self::Tamper => "tamper",
             Self::FutureRound => "future-round",
+            Self::WrongJob => "wrong-job",
+            Self::Oversize => "oversize",
             Self::Delay { .. } => "delay",
             Self::Crash { .. } => "crash",
         }
@@ -582,6 +590,8 @@ impl Behaviour {
             "impersonate" => Self::Impersonate,
             "tamper" => Self::Tamper,
             "future-round" => Self::FutureRound,
+            "wrong-job" => Self::WrongJob,
+            "oversize" => Self::Oversize,
             "delay" => Self::Delay {
                 ms: take.get("ms")?.map_or(1000, |v| v.max(0.0) as u64),
             },

@@ -548,6 +548,8 @@ fn protocol_attack(b: &Behaviour) -> Option<Vec<rampart_node::Attack>> {
         Behaviour::Impersonate => vec![A::Impersonate],
         Behaviour::Tamper => vec![A::Tamper],
         Behaviour::FutureRound => vec![A::FutureRound],
+        Behaviour::WrongJob => vec![A::WrongJob],
+        Behaviour::Oversize => vec![A::Oversize],
         Behaviour::Delay { ms } => vec![A::Delay { ms }],
         _ => return None,
     })
@@ -630,6 +632,10 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         builder = builder.checkpoint_dir(d);
     }
     if let Some(script) = protocol_attack(&s.role) {
+        if s.role == Behaviour::Oversize {
+            // Its own limit must let the oversize frames leave.
+            builder = builder.max_frame(2 * (dim * 4 + rampart_node::ENVELOPE_LIMIT));
+        }
         builder = builder.adversary(script);
     }
     if let Some(va) = attack {

@@ -54,6 +54,15 @@ pub enum Attack {
     /// Sends a validly signed gradient for a round [`FUTURE_ROUNDS`] ahead
     /// of the current one.
     FutureRound,
+    /// Sends a validly signed gradient of another job (its job id with one
+    /// bit flipped).
+    WrongJob,
+    /// Pushes a frame [`ENVELOPE_LIMIT`](crate::ENVELOPE_LIMIT) + 1 bytes
+    /// longer than its honest push, over the peers' default frame limit.
+    /// The node's own limit must allow it
+    /// ([`NodeConfigBuilder::max_frame`](crate::NodeConfigBuilder::max_frame)),
+    /// or the frame never leaves.
+    Oversize,
 }
 
 /// How far ahead [`Attack::FutureRound`] dates its gradient.
@@ -225,6 +234,26 @@ pub(crate) fn forge(
             Plan {
                 gossip: Message::Header(honest_payload.header.clone()).encode().ok(),
                 push: [push.clone(), push],
+            }
+        }
+        Attack::WrongJob => {
+            let mut other = job;
+            other.0[0] ^= 1;
+            honest(&SignedPayload::new_f32(
+                keypair,
+                other,
+                round,
+                PayloadKind::Gradient,
+                grad,
+            )?)
+        }
+        Attack::Oversize => {
+            let mut frame = honest_push.to_vec();
+            frame.resize(frame.len() + crate::wire::ENVELOPE_LIMIT + 1, 0);
+            let push = Bytes::from(frame);
+            Plan {
+                gossip: None,
+                push: [Some(push.clone()), Some(push)],
             }
         }
         Attack::FutureRound => honest(&SignedPayload::new_f32(

@@ -23,7 +23,7 @@ use libp2p::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::codec::FrameCodec;
+use crate::codec::{Frame, FrameCodec};
 use crate::harness::{HarnessError, TestNet};
 
 type Rr = request_response::Behaviour<FrameCodec>;
@@ -186,6 +186,9 @@ impl Lockstep {
                         message: request_response::Message::Request { request, channel, .. },
                         ..
                     }) => {
+                        let Frame::Bytes(request) = request else {
+                            continue;
+                        };
                         let mut r = [0u8; 8];
                         r.copy_from_slice(&request[..8]);
                         *received.entry(u64::from_le_bytes(r)).or_default() += 1;
@@ -238,7 +241,9 @@ impl Lockstep {
         let frame = Bytes::copy_from_slice(&self.frame);
         let peers: Vec<PeerId> = self.peers.iter().map(|(p, _)| *p).collect();
         for p in &peers {
-            self.swarm.behaviour_mut().send_request(p, frame.clone());
+            self.swarm
+                .behaviour_mut()
+                .send_request(p, frame.clone().into());
         }
         (self.frame.len() * peers.len()) as u64
     }

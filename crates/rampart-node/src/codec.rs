@@ -27,22 +27,60 @@ impl FrameCodec {
     }
 }
 
-pub(crate) async fn read_frame<T>(io: &mut T, max_frame: usize) -> io::Result<Vec<u8>>
+/// A request as read: its bytes, or only the length its sender announced
+/// when that is over the limit (nothing more is read), so that the node can
+/// count the oversize request against its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// The frame's bytes.
+    Bytes(Bytes),
+    /// A frame announced `len` bytes long, over the limit `limit`.
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl From<Bytes> for Frame {
+    fn from(b: Bytes) -> Self {
+        Self::Bytes(b)
+    }
+}
+
+/// Reads a length prefix; a length over `max_frame` is returned as
+/// `Err(len)` without reading further.
+async fn read_len<T>(io: &mut T, max_frame: usize) -> io::Result<Result<usize, usize>>
 where
     T: AsyncRead + Unpin + Send,
 {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > max_frame {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {max_frame}"),
-        ));
-    }
+    Ok(if len > max_frame { Err(len) } else { Ok(len) })
+}
+
+async fn read_body<T>(io: &mut T, len: usize) -> io::Result<Vec<u8>>
+where
+    T: AsyncRead + Unpin + Send,
+{
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
+}
+
+pub(crate) async fn read_frame<T>(io: &mut T, max_frame: usize) -> io::Result<Vec<u8>>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    match read_len(io, max_frame).await? {
+        Ok(len) => read_body(io, len).await,
+        Err(len) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {max_frame}"),
+        )),
+    }
 }
 
 pub(crate) async fn write_frame<T>(io: &mut T, bytes: &[u8], max_frame: usize) -> io::Result<()>
@@ -67,14 +105,22 @@ where
 
 impl request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
-    type Request = Bytes;
+    type Request = Frame;
     type Response = Bytes;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_frame).await.map(Bytes::from)
+        // libp2p drops a request whose read fails without telling the
+        // node, so an oversize one is returned, unread, as `TooLarge`.
+        Ok(match read_len(io, self.max_frame).await? {
+            Ok(len) => Frame::Bytes(read_body(io, len).await?.into()),
+            Err(len) => Frame::TooLarge {
+                len,
+                limit: self.max_frame,
+            },
+        })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
@@ -88,12 +134,18 @@ impl request_response::Codec for FrameCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Bytes,
+        req: Frame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req, self.max_frame).await
+        match req {
+            Frame::Bytes(b) => write_frame(io, &b, self.max_frame).await,
+            Frame::TooLarge { len, .. } => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a request announced {len} bytes has no bytes to send"),
+            )),
+        }
     }
 
     async fn write_response<T>(
@@ -125,11 +177,12 @@ mod tests {
     fn round_trip_and_length() {
         let mut codec = FrameCodec::new(16);
         let mut buf = Cursor::new(Vec::new());
-        block_on(codec.write_request(&proto(), &mut buf, vec![1, 2, 3].into())).unwrap();
+        let req = Frame::Bytes(vec![1, 2, 3].into());
+        block_on(codec.write_request(&proto(), &mut buf, req.clone())).unwrap();
         assert_eq!(buf.get_ref(), &[3, 0, 0, 0, 1, 2, 3]);
         buf.set_position(0);
         let back = block_on(codec.read_request(&proto(), &mut buf)).unwrap();
-        assert_eq!(back, vec![1, 2, 3]);
+        assert_eq!(back, req);
 
         let mut buf = Cursor::new(Vec::new());
         block_on(codec.write_response(&proto(), &mut buf, vec![0; 16].into())).unwrap();
@@ -145,12 +198,28 @@ mod tests {
     fn oversize_is_refused_both_ways() {
         let mut codec = FrameCodec::new(16);
         let mut buf = Cursor::new(Vec::new());
-        let err =
-            block_on(codec.write_request(&proto(), &mut buf, vec![0; 17].into())).unwrap_err();
+        let big = Frame::Bytes(vec![0; 17].into());
+        let err = block_on(codec.write_request(&proto(), &mut buf, big)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        // A claimed length of 4 GiB is refused before any allocation.
+        let unsendable = Frame::TooLarge { len: 17, limit: 16 };
+        let err = block_on(codec.write_request(&proto(), &mut buf, unsendable)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(buf.get_ref().is_empty());
+        // A claimed length of 4 GiB is refused before any allocation: the
+        // request comes back as its announced length, the rest unread.
         let mut evil = Cursor::new(vec![0xff, 0xff, 0xff, 0xff, 1, 2]);
-        let err = block_on(codec.read_request(&proto(), &mut evil)).unwrap_err();
+        let got = block_on(codec.read_request(&proto(), &mut evil)).unwrap();
+        assert_eq!(
+            got,
+            Frame::TooLarge {
+                len: u32::MAX as usize,
+                limit: 16
+            }
+        );
+        assert_eq!(evil.position(), 4);
+        // A response over the limit is an error.
+        let mut evil = Cursor::new(vec![17, 0, 0, 0]);
+        let err = block_on(codec.read_response(&proto(), &mut evil)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
@@ -171,9 +240,11 @@ mod tests {
         let frame = crate::wire::Message::Push(push).encode().unwrap();
         let mut codec = FrameCodec::new(1 << 20);
         let mut buf = Cursor::new(Vec::new());
-        block_on(codec.write_request(&proto(), &mut buf, frame.into())).unwrap();
+        block_on(codec.write_request(&proto(), &mut buf, Bytes::from(frame).into())).unwrap();
         buf.set_position(0);
-        let got = block_on(codec.read_request(&proto(), &mut buf)).unwrap();
+        let Frame::Bytes(got) = block_on(codec.read_request(&proto(), &mut buf)).unwrap() else {
+            panic!("a frame under the limit is read");
+        };
         let Ok(crate::wire::Message::Push(p)) = crate::wire::Message::decode_frame(got, 1 << 20)
         else {
             panic!("a push decodes as a push");
@@ -199,8 +270,10 @@ mod tests {
         fn arbitrary_streams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut codec = FrameCodec::new(64);
             let mut io = Cursor::new(bytes);
-            if let Ok(frame) = block_on(codec.read_request(&proto(), &mut io)) {
-                prop_assert!(frame.len() <= 64);
+            match block_on(codec.read_request(&proto(), &mut io)) {
+                Ok(Frame::Bytes(frame)) => prop_assert!(frame.len() <= 64),
+                Ok(Frame::TooLarge { len, limit }) => prop_assert!(len > limit && limit == 64),
+                Err(_) => {}
             }
         }
     }

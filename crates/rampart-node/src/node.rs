@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::adversary::{self, Attack, Plan, ValueAttack};
+use crate::codec::Frame;
 use crate::config::{ConfigError, NodeConfig};
 use crate::event::{Event, RoundTimings, Status};
 use crate::round::{NodeRule, drift_step};
@@ -890,7 +891,7 @@ impl Actor {
                     .swarm
                     .behaviour_mut()
                     .rr
-                    .send_request(&peer, bytes.clone());
+                    .send_request(&peer, bytes.clone().into());
                 self.state_requests.insert(id);
             }
         }
@@ -1169,6 +1170,8 @@ impl Actor {
                         | Attack::Impersonate
                         | Attack::Tamper
                         | Attack::FutureRound
+                        | Attack::WrongJob
+                        | Attack::Oversize
                 ) {
                     self.withheld = Some(self.round);
                 }
@@ -1207,7 +1210,7 @@ impl Actor {
                 self.swarm
                     .behaviour_mut()
                     .rr
-                    .send_request(&peer, frame.clone());
+                    .send_request(&peer, frame.clone().into());
             }
         }
     }
@@ -1303,7 +1306,7 @@ impl Actor {
         self.try_forge(false);
     }
 
-    fn on_rr(&mut self, ev: request_response::Event<Bytes, Bytes>) {
+    fn on_rr(&mut self, ev: request_response::Event<Frame, Bytes>) {
         match ev {
             request_response::Event::Message {
                 peer,
@@ -1313,6 +1316,19 @@ impl Actor {
                     },
                 ..
             } => {
+                let request = match request {
+                    Frame::Bytes(b) => b,
+                    // Announced longer than the frame limit, and left
+                    // unread: counted like any refused input (the round is
+                    // unknown: the peer's first one not answered yet).
+                    Frame::TooLarge { len, limit } => {
+                        debug!(%peer, len, limit, "oversize request refused");
+                        let r = self.validator.oversize();
+                        self.refused(peer, r);
+                        self.note_faulty(peer, None);
+                        return;
+                    }
+                };
                 let response = match self.validator.decode_frame(request) {
                     Err(r) => {
                         let reject = r.reason.is_reject();
@@ -1801,7 +1817,7 @@ impl Actor {
                 .swarm
                 .behaviour_mut()
                 .rr
-                .send_request(&peer, bytes.clone());
+                .send_request(&peer, bytes.clone().into());
             self.probes.insert(id, (peer, now));
         }
     }
@@ -1973,7 +1989,7 @@ impl Actor {
                 .swarm
                 .behaviour_mut()
                 .rr
-                .send_request(&target, bytes.into());
+                .send_request(&target, Bytes::from(bytes).into());
             self.pulls.insert(id, (self.round, key));
         }
     }

@@ -244,6 +244,12 @@ impl Validator {
         self.seen.retain(|(r, _, _), _| *r >= round);
     }
 
+    /// Counts a frame the transport refused for its announced length.
+    pub(crate) fn oversize(&mut self) -> Refusal {
+        self.counters.bump(Reason::Oversize);
+        Reason::Oversize.into()
+    }
+
     /// Decodes a frame with the configured limit.
     pub(crate) fn decode(&mut self, bytes: &[u8]) -> Result<Message, Refusal> {
         let decoded = Message::decode(bytes, self.cfg.max_frame);

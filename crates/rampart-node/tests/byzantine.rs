@@ -1,14 +1,15 @@
 //! Seven nodes, f = 1: one roster member cycles through the protocol attacks
 //! (garbage bytes, wrong dimension, NaN, replay of an old round,
 //! impersonation of another member, a payload altered after signing, a
-//! round far in the future, equivocation). The six honest nodes complete
+//! round far in the future, another job's gradient, a frame over the size
+//! limit, equivocation). The six honest nodes complete
 //! every round, count each bad input under its reason, exclude the
 //! equivocator, and never hold the impersonated member responsible.
 
 use std::time::Duration;
 
 use rampart_gar::{CoordinatePhase, Rule};
-use rampart_node::{Attack, Event, LinearRegression, Reason, TestNet, wait_for};
+use rampart_node::{Attack, ENVELOPE_LIMIT, Event, LinearRegression, Reason, TestNet, wait_for};
 
 const DIM: usize = 17;
 
@@ -16,7 +17,7 @@ const DIM: usize = 17;
 async fn six_honest_nodes_survive_a_protocol_attacker() {
     let n = 7;
     let bad = 3;
-    let rounds = 12;
+    let rounds = 14;
     let rule = Rule::MultiBulyan {
         f: 1,
         m: None,
@@ -31,6 +32,8 @@ async fn six_honest_nodes_survive_a_protocol_attacker() {
         Attack::Impersonate,
         Attack::Tamper,
         Attack::FutureRound,
+        Attack::WrongJob,
+        Attack::Oversize,
         Attack::Equivocate,
         Attack::Honest,
     ];
@@ -42,7 +45,13 @@ async fn six_honest_nodes_survive_a_protocol_attacker() {
             .round_timeout(Duration::from_millis(700))
             .job_tag("byzantine-7")
             .trainer(LinearRegression::new(DIM, 11, i as u64, 64));
-        if i == bad { b.adversary(script) } else { b }
+        if i == bad {
+            // Its own frame limit lets the oversize push leave.
+            b.adversary(script)
+                .max_frame(2 * (DIM * 4 + ENVELOPE_LIMIT))
+        } else {
+            b
+        }
     })
     .await
     .unwrap();
@@ -96,6 +105,8 @@ async fn six_honest_nodes_survive_a_protocol_attacker() {
         assert!(c.get(Reason::BadSignature) >= 1, "node {i}: {c:?}");
         assert!(c.get(Reason::HashMismatch) >= 1, "node {i}: {c:?}");
         assert!(c.get(Reason::RoundTooFarAhead) >= 1, "node {i}: {c:?}");
+        assert!(c.get(Reason::WrongJob) >= 1, "node {i}: {c:?}");
+        assert!(c.get(Reason::Oversize) >= 1, "node {i}: {c:?}");
         equivocation_seen += c.get(Reason::Equivocation);
     }
     // Peers that received the second payload detect the equivocation
