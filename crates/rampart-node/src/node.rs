@@ -1341,7 +1341,7 @@ impl Actor {
                         return;
                     }
                     Ok(Message::Push(p)) => {
-                        self.on_payload(peer, p);
+                        self.on_payload(peer, p, true);
                         Message::Ack
                     }
                     Ok(Message::Pull(req)) => Message::Payload(self.lookup(&req)),
@@ -1381,7 +1381,9 @@ impl Actor {
                         self.refused(peer, r);
                     }
                     Ok(Message::Ack) => {}
-                    Ok(Message::Payload(Some(p))) if pulled.is_some() => self.on_payload(peer, p),
+                    Ok(Message::Payload(Some(p))) if pulled.is_some() => {
+                        self.on_payload(peer, p, false)
+                    }
                     Ok(Message::Payload(Some(p)))
                         if state && p.header.header.kind == PayloadKind::Parameters =>
                     {
@@ -1461,7 +1463,9 @@ impl Actor {
             .map(|i| i.payload.clone())
     }
 
-    fn on_payload(&mut self, from: PeerId, p: SignedPayload) {
+    /// A payload from `from`: pushed by it (`pushed`), or its answer to a
+    /// pull.
+    fn on_payload(&mut self, from: PeerId, p: SignedPayload, pushed: bool) {
         if p.header.header.kind == PayloadKind::Drift {
             return self.on_drift_payload(from, p);
         }
@@ -1473,7 +1477,11 @@ impl Actor {
             Err(r) => {
                 let reject = r.reason.is_reject();
                 self.refused(from, r);
-                if reject && p.header.header.sender_peer() == Some(from) {
+                // A member pushes only its own input, so a refused push is
+                // its fault whatever sender the header names (an
+                // impersonation, say). A pull answer may be relayed: only
+                // its signer is to blame.
+                if reject && (pushed || p.header.header.sender_peer() == Some(from)) {
                     self.note_faulty(from, Some(p.header.header.round));
                 }
             }

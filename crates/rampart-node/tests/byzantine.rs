@@ -123,3 +123,57 @@ async fn six_honest_nodes_survive_a_protocol_attacker() {
     }
     net.shutdown().await;
 }
+
+/// A member whose push is refused with a rejecting reason will not send a
+/// valid input that round, whatever sender its header names: the honest
+/// nodes close the round on the others' inputs at once. With a round
+/// timeout of a minute, four rounds of such attacks finish within the
+/// test's 30 s only if no round waits for its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pushes_do_not_hold_up_the_round() {
+    let n = 4;
+    let bad = 1;
+    let rounds = 4;
+    let script = [
+        Attack::Impersonate,
+        Attack::Tamper,
+        Attack::WrongJob,
+        Attack::Oversize,
+    ];
+    let timeout = Duration::from_secs(30);
+    let mut net = TestNet::start(n, timeout, |i, b| {
+        let b = b
+            .rule(Rule::TrimmedMean { f: 1 })
+            .rounds(rounds)
+            .round_timeout(Duration::from_secs(60))
+            .job_tag("refused-pushes")
+            .trainer(LinearRegression::new(DIM, 3, i as u64, 64));
+        if i == bad {
+            b.adversary(script).max_frame(2 * (DIM * 4 + ENVELOPE_LIMIT))
+        } else {
+            b
+        }
+    })
+    .await
+    .unwrap();
+    for (i, rx) in net.events.iter_mut().enumerate() {
+        if i == bad {
+            continue;
+        }
+        let mut completed = 0;
+        wait_for(rx, timeout, |ev| match ev {
+            Event::RoundCompleted { accepted, .. } => {
+                assert_eq!(*accepted, n - 1, "node {i}");
+                completed += 1;
+                None
+            }
+            Event::Failed { error } => panic!("node {i} failed: {error}"),
+            Event::Finished { .. } => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(completed, rounds, "node {i}");
+    }
+    net.shutdown().await;
+}
