@@ -149,7 +149,8 @@ async fn refused_pushes_do_not_hold_up_the_round() {
             .job_tag("refused-pushes")
             .trainer(LinearRegression::new(DIM, 3, i as u64, 64));
         if i == bad {
-            b.adversary(script).max_frame(2 * (DIM * 4 + ENVELOPE_LIMIT))
+            b.adversary(script)
+                .max_frame(2 * (DIM * 4 + ENVELOPE_LIMIT))
         } else {
             b
         }
