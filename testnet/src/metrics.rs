@@ -65,6 +65,11 @@ pub enum MetricLine {
         model_hash: String,
         /// Refused inputs per reason over the whole run.
         counters: BTreeMap<String, u64>,
+        /// Ignored inputs per reason over the whole run (too old, too far
+        /// ahead, duplicates, from excluded peers). Absent in lines of
+        /// nodes that predate it.
+        #[serde(default)]
+        ignored: BTreeMap<String, u64>,
         /// Peers excluded.
         excluded: Vec<String>,
         /// Application bytes this node handed to libp2p over the run (the

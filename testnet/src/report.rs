@@ -82,6 +82,9 @@ pub struct Summary {
     pub honest_accuracy: Stats,
     /// Inputs refused by honest nodes, per reason (summed over nodes).
     pub rejected: BTreeMap<String, u64>,
+    /// Inputs honest nodes ignored (too old, too far ahead, duplicates,
+    /// from excluded peers), per reason (summed over nodes).
+    pub ignored: BTreeMap<String, u64>,
     /// Peers excluded by at least one honest node.
     pub excluded: Vec<String>,
     /// Largest distance between honest models at the last measured round.
@@ -119,6 +122,7 @@ pub fn summarize(rec: &RunRecord) -> Summary {
     };
     let accs: Vec<f64> = honest.iter().filter_map(|n| final_acc(n)).collect();
     let mut rejected = BTreeMap::new();
+    let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
     let mut excluded = BTreeSet::new();
     for n in &honest {
         let counts = n
@@ -132,6 +136,11 @@ pub fn summarize(rec: &RunRecord) -> Summary {
             }
         }
         if let Some(f) = &n.final_line {
+            for (k, v) in &f.ignored {
+                if *v > 0 {
+                    *ignored.entry(k.clone()).or_insert(0) += v;
+                }
+            }
             excluded.extend(f.excluded.iter().cloned());
         }
         if let Some(r) = n.rounds.last() {
@@ -159,6 +168,7 @@ pub fn summarize(rec: &RunRecord) -> Summary {
         attacks: s.attacks().unwrap_or_default(),
         honest_accuracy: Stats::of(&accs).unwrap_or_default(),
         rejected,
+        ignored,
         excluded: excluded.into_iter().collect(),
         honest_spread: rec.spread.values().next_back().copied(),
         honest_spread_max: rec.spread.values().copied().reduce(f64::max),
@@ -285,15 +295,21 @@ pub fn table(s: &Summary) -> String {
             "no"
         }
     );
-    let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let list = |m: &BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
     let _ = writeln!(
         t,
-        "rejected inputs: {}   excluded peers: {}   honest spread: {}   bytes sent: {} ({:.3} x the bound)",
-        if rejected.is_empty() {
-            "none".into()
-        } else {
-            rejected.join(", ")
-        },
+        "rejected inputs: {}   ignored inputs: {}   excluded peers: {}   honest spread: {}   bytes sent: {} ({:.3} x the bound)",
+        list(&s.rejected),
+        list(&s.ignored),
         s.excluded.len(),
         s.honest_spread.map_or("-".into(), |d| format!("{d:.3e}")),
         s.bytes_sent,

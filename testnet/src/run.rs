@@ -79,6 +79,8 @@ pub struct FinalRecord {
     pub model_hash: String,
     /// Refusals per reason.
     pub counters: BTreeMap<String, u64>,
+    /// Ignored inputs per reason.
+    pub ignored: BTreeMap<String, u64>,
     /// Excluded peers.
     pub excluded: Vec<String>,
     /// Bytes pushed.
@@ -554,6 +556,7 @@ impl Orchestrator<'_> {
                 loss,
                 model_hash,
                 counters,
+                ignored,
                 excluded,
                 bytes_sent,
                 ..
@@ -566,6 +569,7 @@ impl Orchestrator<'_> {
                     loss,
                     model_hash,
                     counters,
+                    ignored,
                     excluded,
                     bytes_sent,
                 });

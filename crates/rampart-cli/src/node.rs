@@ -734,12 +734,16 @@ async fn drive(
                         }
                     }
                 };
-                let counters = status
-                    .counters
-                    .iter()
-                    .filter(|(r, _)| r.is_reject())
-                    .map(|(r, c)| (format!("{r:?}"), c))
-                    .collect();
+                let mut counters = std::collections::BTreeMap::new();
+                let mut ignored = std::collections::BTreeMap::new();
+                for (r, c) in status.counters.iter() {
+                    let into = if r.is_reject() {
+                        &mut counters
+                    } else {
+                        &mut ignored
+                    };
+                    into.insert(format!("{r:?}"), c);
+                }
                 sink.write(&MetricLine::Final {
                     t_ms: sink.t_ms(),
                     rounds,
@@ -747,6 +751,7 @@ async fn drive(
                     loss: fin.loss,
                     model_hash: fin.model_hash,
                     counters,
+                    ignored,
                     excluded: status.excluded.iter().map(|p| p.to_base58()).collect(),
                     bytes_sent,
                 });

@@ -39,6 +39,7 @@ fn five_node_testnet_writes_its_report() {
         "honest_accuracy",
         "rounds",
         "rejected",
+        "ignored",
         "excluded",
         "honest_spread",
         "bytes_sent",
