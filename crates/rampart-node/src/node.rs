@@ -582,7 +582,8 @@ impl Actor {
                 // refusing to start is safer than risking an equivocation.
                 Err(e) => {
                     self.fail(format!(
-                        "{e}; remove the file if no node of this job ever ran from this                          checkpoint directory"
+                        "{e}; remove the file if no node of this job ever ran from this \
+                         checkpoint directory"
                     ));
                 }
             }

@@ -148,7 +148,10 @@ async fn an_unreadable_record_stops_the_node_with_what_to_do() {
     .await
     .unwrap();
     assert!(
-        error.contains("not a signed-gradient record") && error.contains("remove the file"),
+        error.contains("not a signed-gradient record")
+            && error.contains(
+                "remove the file if no node of this job ever ran from this checkpoint directory"
+            ),
         "{error}"
     );
 }
