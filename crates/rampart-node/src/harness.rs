@@ -54,6 +54,8 @@ pub struct Rejoin {
     pub caught_up: Option<(u64, usize)>,
     /// The rounds it completed, in order.
     pub completed: Vec<u64>,
+    /// The inputs it aggregated in each of those rounds.
+    pub accepted: Vec<usize>,
     /// The round count of its `Finished` event.
     pub finished: u64,
 }
@@ -79,8 +81,11 @@ pub async fn follow_to_end(
             seen.caught_up = Some((*round, *answers));
             None
         }
-        Event::RoundCompleted { round, .. } => {
+        Event::RoundCompleted {
+            round, accepted, ..
+        } => {
             seen.completed.push(*round);
+            seen.accepted.push(*accepted);
             None
         }
         Event::Failed { error } => {

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use rampart_gar::{CoordinatePhase, Rule};
-use rampart_node::{Attack, ENVELOPE_LIMIT, Event, LinearRegression, Reason, TestNet, wait_for};
+use rampart_node::{
+    Attack, ENVELOPE_LIMIT, Event, LinearRegression, Reason, TestNet, follow_to_end, wait_for,
+};
 
 const DIM: usize = 17;
 
@@ -161,20 +163,12 @@ async fn refused_pushes_do_not_hold_up_the_round() {
         if i == bad {
             continue;
         }
-        let mut completed = 0;
-        wait_for(rx, timeout, |ev| match ev {
-            Event::RoundCompleted { accepted, .. } => {
-                assert_eq!(*accepted, n - 1, "node {i}");
-                completed += 1;
-                None
-            }
-            Event::Failed { error } => panic!("node {i} failed: {error}"),
-            Event::Finished { .. } => Some(()),
-            _ => None,
-        })
-        .await
-        .unwrap();
-        assert_eq!(completed, rounds, "node {i}");
+        let seen = follow_to_end(rx, timeout).await.unwrap();
+        assert_eq!(seen.completed, (0..rounds).collect::<Vec<_>>(), "node {i}");
+        assert!(
+            seen.accepted.iter().all(|&a| a == n - 1),
+            "node {i}: {seen:?}"
+        );
     }
     net.shutdown().await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use rampart_gar::{Aggregate, Aggregation, GarError};
-use rampart_node::{Attack, Event, LinearRegression, TestNet, Trainer, wait_for};
+use rampart_node::{Attack, Event, LinearRegression, TestNet, Trainer, follow_to_end, wait_for};
 
 const DIM: usize = 21;
 const SEED: u64 = 77;
@@ -194,20 +194,12 @@ async fn a_silent_member_is_aggregated_around_with_n_minus_f_inputs() {
         if i == silent {
             continue;
         }
-        let mut completed = 0;
-        wait_for(rx, timeout, |ev| match ev {
-            Event::RoundCompleted { accepted, .. } => {
-                assert_eq!(*accepted, n - 1, "node {i}");
-                completed += 1;
-                None
-            }
-            Event::Finished { .. } => Some(()),
-            Event::Failed { error } => panic!("node {i} failed: {error}"),
-            _ => None,
-        })
-        .await
-        .unwrap();
-        assert_eq!(completed, rounds, "node {i}");
+        let seen = follow_to_end(rx, timeout).await.unwrap();
+        assert_eq!(seen.completed, (0..rounds).collect::<Vec<_>>(), "node {i}");
+        assert!(
+            seen.accepted.iter().all(|&a| a == n - 1),
+            "node {i}: {seen:?}"
+        );
     }
     // The silent member's rule ran too (it aggregates what it receives).
     let calls = rule.calls.load(Ordering::SeqCst);
