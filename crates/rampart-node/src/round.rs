@@ -59,7 +59,7 @@ impl NodeRule {
 
     /// The fewest inputs a round may be aggregated with: all but f.
     pub(crate) fn quorum(&self, n: usize) -> usize {
-        n.saturating_sub(self.f()).max(1)
+        all_but(self.f(), n)
     }
 
     /// Checks the rule for a full roster of `n`.
@@ -156,7 +156,12 @@ pub fn effective_rule(rule: &Rule, n: usize, received: usize) -> Rule {
 /// The fewest inputs a round may be aggregated with after its timeout: all
 /// but the declared f.
 pub fn quorum(rule: &Rule, n: usize) -> usize {
-    n.saturating_sub(rule.f().unwrap_or(0)).max(1)
+    all_but(rule.f().unwrap_or(0), n)
+}
+
+/// All of `n` but `f`, and at least one: the quorum formula, in one place.
+fn all_but(f: usize, n: usize) -> usize {
+    n.saturating_sub(f).max(1)
 }
 
 /// Aggregates one round's inputs: sorted by sender PeerId (the map's order),
