@@ -178,9 +178,93 @@ impl NodeHandle {
     }
 }
 
-/// The loss, the gradient, and whether every value of it is finite (checked
-/// on the trainer thread, off the event loop).
-type GradientResult = Result<(Option<f32>, Vec<f32>, bool), TrainerError>;
+/// What the trainer thread hands back for a round's gradient.
+struct Gradient {
+    loss: Option<f32>,
+    /// The gradient; once sealed, as the peers decode it (rounded to the
+    /// job's encoding), since the node aggregates its own input that way.
+    values: Vec<f32>,
+    /// Whether every value is finite.
+    finite: bool,
+    /// The gradient signed for sending, when a [`Seal`] was asked for and
+    /// the gradient may be signed (finite, or the job passes non-finite
+    /// values to the rule).
+    sealed: Option<Result<Sealed, SignError>>,
+}
+
+/// How the trainer thread signs a round's gradient, so that hashing,
+/// signing and recording it stay off the event loop.
+struct Seal {
+    keypair: Keypair,
+    job: JobId,
+    encoding: Encoding,
+    /// Whether a gradient with a NaN or infinite value is signed (the job's
+    /// policy passes such inputs to the rule).
+    non_finite: bool,
+    /// The signed-gradient record (with a checkpoint directory, honest
+    /// nodes only): where it is, what was found there at start, and the
+    /// rule's f.
+    record: Option<(PathBuf, Option<Signed>, usize)>,
+}
+
+/// A round's gradient, signed for sending.
+enum Sealed {
+    /// The signed payload and its push frame.
+    Ready {
+        payload: Box<SignedPayload>,
+        push: Bytes,
+    },
+    /// Not to be sent: a gradient with another hash was signed for this
+    /// round before a restart ([`signed::keep_word`]).
+    Withheld,
+}
+
+impl Seal {
+    /// Signs `values` for `round` and records the signature; `None` when a
+    /// non-finite gradient is not to be signed.
+    fn seal(
+        self,
+        round: u64,
+        values: &mut Vec<f32>,
+        finite: bool,
+    ) -> Option<Result<Sealed, SignError>> {
+        if !finite && !self.non_finite {
+            return None;
+        }
+        let (payload, push) = match SignedPayload::push(
+            &self.keypair,
+            self.job,
+            round,
+            PayloadKind::Gradient,
+            values,
+            self.encoding,
+        ) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some((path, before, f)) = &self.record
+            && !signed::keep_word(
+                path,
+                &self.job,
+                *before,
+                round,
+                payload.header.header.payload_hash,
+                *f,
+            )
+        {
+            return Some(Ok(Sealed::Withheld));
+        }
+        if self.encoding != Encoding::F32Le {
+            *values = crate::wire::quantize(values, self.encoding);
+        }
+        Some(Ok(Sealed::Ready {
+            payload: Box::new(payload),
+            push,
+        }))
+    }
+}
+
+type GradientResult = Result<Gradient, TrainerError>;
 type ApplyResult = Result<Vec<f32>, NodeError>;
 type RestoreResult = Result<Option<u64>, NodeError>;
 /// The median model and the spread of the models it came from.
@@ -189,6 +273,9 @@ type DriftResult = Result<(Vec<f32>, f64), NodeError>;
 enum Job {
     Gradient {
         round: u64,
+        /// Sign the gradient for sending (not for a value attacker, which
+        /// forges its input from the others').
+        seal: Option<Box<Seal>>,
         reply: oneshot::Sender<GradientResult>,
     },
     Apply {
@@ -227,10 +314,16 @@ enum Job {
 fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.blocking_recv() {
         match job {
-            Job::Gradient { round, reply } => {
-                let result = trainer.gradient(round).map(|(loss, grad)| {
-                    let finite = crate::wire::all_finite(&grad);
-                    (loss, grad, finite)
+            Job::Gradient { round, seal, reply } => {
+                let result = trainer.gradient(round).map(|(loss, mut values)| {
+                    let finite = crate::wire::all_finite(&values);
+                    let sealed = seal.and_then(|s| s.seal(round, &mut values, finite));
+                    Gradient {
+                        loss,
+                        values,
+                        finite,
+                        sealed,
+                    }
                 });
                 let _ = reply.send(result);
             }
@@ -996,8 +1089,27 @@ impl Actor {
         self.rejected_at_round_start = self.validator.counters().rejected();
         self.bytes_sent = 0;
         let (reply, rx) = oneshot::channel();
+        // Scripted protocol attackers keep no record: they sign what they
+        // like.
+        let record = match &self.signed_path {
+            Some(path) if self.script.is_empty() => {
+                let before = self.signed_before.take_if(|s| s.round == self.round);
+                Some((path.clone(), before, self.rule.f()))
+            }
+            _ => None,
+        };
+        let seal = self.value_attack.is_none().then(|| {
+            Box::new(Seal {
+                keypair: self.keypair.clone(),
+                job: self.job,
+                encoding: self.gradient_encoding,
+                non_finite: self.non_finite == NonFinitePolicy::PassToRule,
+                record,
+            })
+        });
         let job = Job::Gradient {
             round: self.round,
+            seal,
             reply,
         };
         if self.jobs.try_send(job).is_err() {
@@ -1005,45 +1117,6 @@ impl Actor {
             return;
         }
         self.pending_gradient = Some(rx);
-    }
-
-    /// Before this node sends its gradient of the current round with
-    /// payload hash `hash`: whether it may. It may not when it signed a
-    /// gradient with another hash for this round before a restart (its
-    /// trainer did not recompute the same bits) and the rule tolerates a
-    /// missing input (f ≥ 1); with f = 0 the round cannot close without
-    /// it, so the node sends it anyway and says so. When it may, the
-    /// signature is recorded first.
-    fn keep_signed_word(&mut self, hash: [u8; 32]) -> bool {
-        if let Some(before) = self.signed_before.take_if(|s| s.round == self.round)
-            && before.hash != hash
-        {
-            if self.rule.f() >= 1 {
-                warn!(
-                    round = self.round,
-                    "this node signed another gradient for this round before it restarted \
-                     (its trainer's gradient is not a function of its checkpoint): sending \
-                     nothing this round rather than a second, conflicting input"
-                );
-                return false;
-            }
-            warn!(
-                round = self.round,
-                "this node signed another gradient for this round before it restarted and the \
-                 rule tolerates no missing input (f = 0): sending the new one; peers that hold \
-                 the first will exclude this node as an equivocator"
-            );
-        }
-        if let Some(path) = &self.signed_path {
-            let record = Signed {
-                round: self.round,
-                hash,
-            };
-            if let Err(e) = signed::write(path, &self.job, record) {
-                warn!(error = %e, path = %path.display(), "cannot record the signed gradient");
-            }
-        }
-        true
     }
 
     fn fail(&mut self, error: String) {
@@ -1054,7 +1127,12 @@ impl Actor {
     }
 
     fn on_gradient(&mut self, r: Result<GradientResult, oneshot::error::RecvError>) {
-        let (loss, grad, finite) = match r {
+        let Gradient {
+            loss,
+            values: grad,
+            finite,
+            sealed,
+        } = match r {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return self.fail(e.to_string()),
             Err(_) => return self.fail("the trainer thread stopped".into()),
@@ -1090,29 +1168,21 @@ impl Actor {
         if self.value_attack.is_some() {
             return self.start_forging(grad);
         }
-        let (payload, push) = match SignedPayload::push(
-            &self.keypair,
-            self.job,
-            self.round,
-            PayloadKind::Gradient,
-            &grad,
-            self.gradient_encoding,
-        ) {
-            Ok(p) => p,
-            Err(e) => return self.fail(e.to_string()),
-        };
-        if self.script.is_empty() && !self.keep_signed_word(payload.header.header.payload_hash) {
-            // This round's input was signed before a restart and differs
-            // now: send nothing rather than a second version of it.
-            self.phase = Phase::Collecting;
-            self.deadline = Some(Instant::now() + self.round_timeout);
-            self.check_complete(false);
-            return;
-        }
-        // The node aggregates its own input as the others decode it.
-        let grad = match self.gradient_encoding {
-            Encoding::F32Le => grad,
-            other => crate::wire::quantize(&grad, other),
+        // Signed (and rounded to the job's encoding: the node aggregates
+        // its own input as the others decode it) on the trainer thread.
+        let (payload, push) = match sealed {
+            Some(Ok(Sealed::Ready { payload, push })) => (*payload, push),
+            Some(Ok(Sealed::Withheld)) => {
+                // This round's input was signed before a restart and
+                // differs now: send nothing rather than a second version
+                // of it.
+                self.phase = Phase::Collecting;
+                self.deadline = Some(Instant::now() + self.round_timeout);
+                self.check_complete(false);
+                return;
+            }
+            Some(Err(e)) => return self.fail(e.to_string()),
+            None => return self.fail("the trainer thread did not sign the gradient".into()),
         };
         // Record our own header so a conflicting one is an equivocation.
         let _ = self.validator.header(&payload.header);

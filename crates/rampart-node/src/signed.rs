@@ -21,6 +21,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use tracing::warn;
+
 use crate::wire::JobId;
 
 /// File name of the record inside the checkpoint directory.
@@ -51,6 +53,46 @@ pub(crate) fn write(path: &Path, job: &JobId, signed: Signed) -> io::Result<()> 
     let tmp = path.with_extension("signed.tmp");
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Before a node sends its gradient of `round` with payload hash `hash`:
+/// whether it may, given the record `before` found at start. It may not
+/// when it signed a gradient with another hash for this round before a
+/// restart (its trainer did not recompute the same bits) and the rule
+/// tolerates a missing input (`f` ≥ 1); with f = 0 the round cannot close
+/// without it, so the node sends it anyway and says so. When it may, the
+/// signature is recorded at `path` first.
+pub(crate) fn keep_word(
+    path: &Path,
+    job: &JobId,
+    before: Option<Signed>,
+    round: u64,
+    hash: [u8; 32],
+    f: usize,
+) -> bool {
+    if let Some(before) = before.filter(|s| s.round == round)
+        && before.hash != hash
+    {
+        if f >= 1 {
+            warn!(
+                round,
+                "this node signed another gradient for this round before it restarted \
+                 (its trainer's gradient is not a function of its checkpoint): sending \
+                 nothing this round rather than a second, conflicting input"
+            );
+            return false;
+        }
+        warn!(
+            round,
+            "this node signed another gradient for this round before it restarted and the \
+             rule tolerates no missing input (f = 0): sending the new one; peers that hold \
+             the first will exclude this node as an equivocator"
+        );
+    }
+    if let Err(e) = write(path, job, Signed { round, hash }) {
+        warn!(error = %e, path = %path.display(), "cannot record the signed gradient");
+    }
+    true
 }
 
 /// The record at `path` for `job`: `Ok(None)` when there is none, or when it
@@ -122,5 +164,31 @@ mod tests {
         wrong[0] ^= 1;
         std::fs::write(&path, &wrong).unwrap();
         assert!(read(&path, &job).is_err());
+    }
+
+    #[test]
+    fn keep_word_withholds_only_a_changed_gradient_of_the_recorded_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = record_path(&dir.path().join(crate::CHECKPOINT_FILE));
+        let job = JobId([7; 32]);
+        let before = Some(Signed {
+            round: 5,
+            hash: [1; 32],
+        });
+        // Another hash for the recorded round, with f = 1: withheld, and
+        // the record is not replaced.
+        assert!(!keep_word(&path, &job, before, 5, [2; 32], 1));
+        assert_eq!(read(&path, &job).unwrap(), None);
+        // With f = 0 the round needs it: sent, and recorded.
+        assert!(keep_word(&path, &job, before, 5, [2; 32], 0));
+        let expect = |round, hash| Some(Signed { round, hash });
+        assert_eq!(read(&path, &job).unwrap(), expect(5, [2; 32]));
+        // The same hash, or another round: sent and recorded.
+        assert!(keep_word(&path, &job, before, 5, [1; 32], 1));
+        assert_eq!(read(&path, &job).unwrap(), expect(5, [1; 32]));
+        assert!(keep_word(&path, &job, before, 6, [3; 32], 1));
+        assert_eq!(read(&path, &job).unwrap(), expect(6, [3; 32]));
+        assert!(keep_word(&path, &job, None, 7, [4; 32], 1));
+        assert_eq!(read(&path, &job).unwrap(), expect(7, [4; 32]));
     }
 }
