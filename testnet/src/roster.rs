@@ -105,8 +105,10 @@ impl Roster {
     /// the job section and the member list are checked, not the rule's
     /// precondition.
     pub fn load_unchecked(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read roster {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let hint = missing_hint(&e, "create one with `rampart roster new` (see its --help)");
+            anyhow::anyhow!("cannot read roster {}: {e}{hint}", path.display())
+        })?;
         let r: Self = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}", e.message().trim()))
             .with_context(|| format!("roster {}", path.display()))?;
@@ -182,10 +184,25 @@ impl Roster {
     }
 }
 
+/// "; `what to do`" when `e` says the file does not exist, else nothing.
+fn missing_hint(e: &std::io::Error, what_to_do: &str) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!("; {what_to_do}")
+    } else {
+        String::new()
+    }
+}
+
 /// Reads a key file written by [`write_key`].
 pub fn read_key(path: &Path) -> Result<Keypair> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        let make = format!("create one with `rampart keygen --out {}`", path.display());
+        anyhow::anyhow!(
+            "cannot read key file {}: {e}{}",
+            path.display(),
+            missing_hint(&e, &make)
+        )
+    })?;
     let key = Keypair::from_protobuf_encoding(&bytes)
         .with_context(|| format!("{} is not a rampart key file", path.display()))?;
     if key.clone().try_into_ed25519().is_err() {

@@ -53,7 +53,8 @@ fn missing_key_file() {
     ]);
     let line = expect_failure(&out, "missing key");
     assert!(
-        line.contains("cannot read key file /nonexistent/node.key"),
+        line.contains("cannot read key file /nonexistent/node.key")
+            && line.ends_with("; create one with `rampart keygen --out /nonexistent/node.key`"),
         "{line}"
     );
     let out = node(&["--roster", roster.to_str().unwrap()]);
@@ -187,7 +188,8 @@ fn more_bad_config_is_one_clear_error() {
     ]);
     let line = expect_failure(&out, "missing roster");
     assert!(
-        line.contains("cannot read roster /nonexistent/roster.toml"),
+        line.contains("cannot read roster /nonexistent/roster.toml")
+            && line.ends_with("; create one with `rampart roster new` (see its --help)"),
         "{line}"
     );
     // A key file that is no key.
