@@ -93,6 +93,9 @@ fn write_npy(path: &PathBuf, rows: &[Vec<f32>]) -> std::io::Result<()> {
         header.push(' ');
     }
     header.push('\n');
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     f.write_all(b"\x93NUMPY\x01\x00")?;
     f.write_all(&(header.len() as u16).to_le_bytes())?;
