@@ -110,6 +110,15 @@ pub struct Summary {
     pub nodes: Vec<NodeSummary>,
 }
 
+/// Adds the non-zero counts of `from` to `into`, reason by reason.
+fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, &v) in from {
+        if v > 0 {
+            *into.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+}
+
 /// Builds the summary of a run.
 pub fn summarize(rec: &RunRecord) -> Summary {
     let s = &rec.scenario;
@@ -122,25 +131,13 @@ pub fn summarize(rec: &RunRecord) -> Summary {
     };
     let accs: Vec<f64> = honest.iter().filter_map(|n| final_acc(n)).collect();
     let mut rejected = BTreeMap::new();
-    let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ignored = BTreeMap::new();
     let mut excluded = BTreeSet::new();
     for n in &honest {
-        let counts = n
-            .final_line
-            .as_ref()
-            .map(|f| f.counters.clone())
-            .unwrap_or_else(|| n.rejected.clone());
-        for (k, v) in counts {
-            if v > 0 {
-                *rejected.entry(k).or_insert(0) += v;
-            }
-        }
+        let refused = n.final_line.as_ref().map_or(&n.rejected, |f| &f.counters);
+        add_counts(&mut rejected, refused);
         if let Some(f) = &n.final_line {
-            for (k, v) in &f.ignored {
-                if *v > 0 {
-                    *ignored.entry(k.clone()).or_insert(0) += v;
-                }
-            }
+            add_counts(&mut ignored, &f.ignored);
             excluded.extend(f.excluded.iter().cloned());
         }
         if let Some(r) = n.rounds.last() {
