@@ -261,6 +261,18 @@ fn task<T: Float, S: TileSource<T>>(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA, checked just
+            // above.
+            #[allow(unsafe_code)]
+            unsafe {
+                task_avx512(src, rows, base, chunk, op, network)
+            };
+            return;
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
@@ -271,6 +283,22 @@ fn task<T: Float, S: TileSource<T>>(
             return;
         }
     }
+    task_generic(src, rows, base, chunk, op, network);
+}
+
+/// The same task compiled for AVX-512F: the fills' element-wise loops run
+/// 16 lanes wide (element-wise arithmetic in the same order per value, so
+/// the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn task_avx512<T: Float, S: TileSource<T>>(
+    src: &S,
+    rows: usize,
+    base: usize,
+    chunk: &mut [T],
+    op: CoordOp,
+    network: &[(usize, usize)],
+) {
     task_generic(src, rows, base, chunk, op, network);
 }
 
@@ -351,6 +379,12 @@ fn register_kernel<T: Float>(
         && std::arch::is_x86_feature_detected!("fma")
         && let (Some(b), Some(o)) = (T::as_f32_slice_mut(buf), T::as_f32_slice_mut(out))
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA, checked just
+            // above.
+            #[allow(unsafe_code)]
+            return unsafe { crate::coord_kernel::reduce_tile_avx512(b, rows, o, op) };
+        }
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         #[allow(unsafe_code)]
         return unsafe { crate::coord_kernel::reduce_tile(b, rows, o, op) };
@@ -614,6 +648,18 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn f32_kernel_matches_the_tile_path() {
+        #[allow(unsafe_code)]
+        type Kernel = unsafe fn(&[f32], usize, &mut [f32], CoordOp) -> Option<bool>;
+        // Every register kernel this CPU can run.
+        let kernels = || {
+            let mut k: Vec<(&str, Kernel)> = vec![("avx2", crate::coord_kernel::reduce_tile)];
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                k.push(("avx512", crate::coord_kernel::reduce_tile_avx512));
+            } else {
+                eprintln!("no AVX-512F here: its kernel is not checked");
+            }
+            k
+        };
         if !(std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma"))
         {
@@ -647,33 +693,35 @@ mod tests {
                     })
                     .collect();
                 for &op in &ops {
-                    let mut fast = vec![0f32; TILE];
-                    // SAFETY: AVX2 and FMA checked above.
-                    #[allow(unsafe_code)]
-                    let done =
-                        unsafe { crate::coord_kernel::reduce_tile(&buf, rows, &mut fast, op) };
-                    assert_eq!(done, Some(true), "rows {rows} {op:?}");
                     let mut sorted = buf.clone();
                     let mut want = vec![0f32; TILE];
                     sort_tile(&mut sorted, &sorting_network(rows));
                     reduce_sorted_tile(&sorted, rows, &mut want, op);
-                    for l in 0..TILE {
-                        assert_eq!(
-                            fast[l].to_bits(),
-                            want[l].to_bits(),
-                            "rows {rows} {op:?} kind {kind} lane {l}"
-                        );
+                    for (name, kernel) in kernels() {
+                        let mut fast = vec![0f32; TILE];
+                        // SAFETY: `kernels` lists only what the CPU supports.
+                        #[allow(unsafe_code)]
+                        let done = unsafe { kernel(&buf, rows, &mut fast, op) };
+                        assert_eq!(done, Some(true), "{name} rows {rows} {op:?}");
+                        for l in 0..TILE {
+                            assert_eq!(
+                                fast[l].to_bits(),
+                                want[l].to_bits(),
+                                "{name} rows {rows} {op:?} kind {kind} lane {l}"
+                            );
+                        }
                     }
                 }
                 for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                     let mut b = buf.clone();
                     b[(next() as usize) % (rows * TILE)] = bad;
-                    let mut out = vec![0f32; TILE];
-                    #[allow(unsafe_code)]
-                    let done = unsafe {
-                        crate::coord_kernel::reduce_tile(&b, rows, &mut out, CoordOp::Median)
-                    };
-                    assert_eq!(done, Some(false), "rows {rows} {bad}");
+                    for (name, kernel) in kernels() {
+                        let mut out = vec![0f32; TILE];
+                        // SAFETY: as above.
+                        #[allow(unsafe_code)]
+                        let done = unsafe { kernel(&b, rows, &mut out, CoordOp::Median) };
+                        assert_eq!(done, Some(false), "{name} rows {rows} {bad}");
+                    }
                 }
             }
         }

@@ -3,9 +3,12 @@
 //! The coordinates are cut into fixed super-blocks of [`SUPER_BLOCK`]
 //! coordinates that rayon spreads over the threads; inside a super-block the
 //! work goes tile by tile ([`TILE`] coordinates, small enough that the tiles
-//! of all n rows stay in L2), so each input is read from memory once. One row
-//! is compared with three others at a time, in 16 independent lanes; `f32`
-//! lanes are widened into `f64` lanes every [`FLUSH`] coordinates.
+//! of all n rows stay in L2), so each input is read from memory once. Each
+//! pair is accumulated in 16 independent lanes; `f32` lanes are widened into
+//! `f64` lanes every [`FLUSH`] coordinates. Three kernels compute exactly
+//! that, chosen at run time: AVX-512F (four rows against four others, one
+//! register per pair), AVX2 with FMA (two rows against three others) and the
+//! portable one.
 //!
 //! The summation order is a function of `d` alone — not of the number of
 //! threads, nor of the instruction set the kernel was compiled for — so every
@@ -101,6 +104,16 @@ pub(crate) fn pair_index(n: usize, i: usize, j: usize) -> usize {
 fn super_block<T: Float>(rows: &[&[T]], lo: usize, hi: usize, acc: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && let Some(rows32) = T::as_f32_rows(rows)
+        {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx512::super_block_f32(rows32, lo, hi, acc)
+            };
+            return;
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             if let Some(rows32) = T::as_f32_rows(rows) {
@@ -344,6 +357,232 @@ mod avx2 {
     }
 }
 
+/// The `f32` distance kernel written with AVX-512F intrinsics.
+///
+/// One 512-bit register holds the 16 lanes of one pair, so with 32
+/// registers four rows are compared with four others at a time (16
+/// accumulators), and nothing is computed for a pair that is not wanted:
+/// the rows of a block are compared with each other by smaller kernels and
+/// the last group of others is as wide as it needs to be.
+///
+/// The tile is walked [`FLUSH`] coordinates at a time across all pairs
+/// (each pair's `f64` lanes kept in memory between steps), so that what one
+/// step reads — `FLUSH` coordinates of every row, 40 KiB for 20 rows — stays
+/// in L1 while every pair is computed from it. Each pair still gets exactly
+/// the generic kernel's arithmetic — the same lanes, the same fused
+/// multiply-adds in coordinate order, the same flushes into `f64` in the
+/// same order and the same final reduction — so it computes the same bits as
+/// the AVX2 and portable kernels.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{FLUSH, LANES, TILE, pair_index, reduce_lanes};
+
+    /// Rows per block and others per group.
+    const B: usize = 4;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn super_block_f32(rows: &[&[f32]], lo: usize, hi: usize, acc: &mut [f64]) {
+        let n = rows.len();
+        // The f64 lanes of every pair for the tile in progress.
+        let mut tot = vec![[0.0f64; LANES]; acc.len()];
+        let mut t0 = lo;
+        while t0 < hi {
+            let t1 = (t0 + TILE).min(hi);
+            let full = (t1 - t0) / LANES * LANES;
+            tot.fill([0.0; LANES]);
+            let mut c0 = t0;
+            while c0 < t0 + full {
+                let c1 = (c0 + FLUSH).min(t0 + full);
+                step(rows, c0, c1, &mut tot);
+                c0 = c1;
+            }
+            // The last len % 16 coordinates go, one per lane, straight into
+            // f64; then each pair's lanes are reduced.
+            for i in 0..n {
+                for j in i + 1..n {
+                    let p = pair_index(n, i, j);
+                    let w = &mut tot[p];
+                    for cc in t0 + full..t1 {
+                        let t = rows[i][cc] - rows[j][cc];
+                        w[cc - t0 - full] += f64::from(t.mul_add(t, 0.0));
+                    }
+                    acc[p] += reduce_lanes(*w);
+                }
+            }
+            t0 = t1;
+        }
+    }
+
+    /// Every pair over coordinates `c0..c1` (at most [`FLUSH`], a multiple
+    /// of 16), flushed into the pairs' `f64` lanes.
+    #[target_feature(enable = "avx512f")]
+    fn step(rows: &[&[f32]], c0: usize, c1: usize, tot: &mut [[f64; LANES]]) {
+        let n = rows.len();
+        assert!(
+            rows.iter().all(|r| r.len() >= c1),
+            "every row holds the coordinates of the step"
+        );
+        let part = |from: usize, to: usize| -> [*const f32; B] {
+            // SAFETY (of the reads in `dispatch`): c0..c1 lies inside every
+            // row, checked above.
+            std::array::from_fn(|k| rows[(from + k).min(to - 1)][c0..].as_ptr())
+        };
+        let len = c1 - c0;
+        let mut i = 0;
+        while i + 1 < n {
+            let r = B.min(n - i);
+            // The rows of the block among themselves: row i + a against
+            // rows i + a + 1 .. i + r.
+            for a in 0..r - 1 {
+                let me = i + a;
+                let others = i + r - me - 1;
+                let first = pair_index(n, me, me + 1);
+                // SAFETY: every pointer reads `len` values inside its row.
+                unsafe {
+                    dispatch(
+                        &part(me, me + 1),
+                        1,
+                        &part(me + 1, i + r),
+                        others,
+                        len,
+                        |_, b| first + b,
+                        tot,
+                    )
+                };
+            }
+            // The block against every later row, B at a time.
+            let xs = part(i, i + r);
+            let mut j = i + r;
+            while j < n {
+                let q = B.min(n - j);
+                // SAFETY: as above.
+                unsafe {
+                    dispatch(
+                        &xs,
+                        r,
+                        &part(j, j + q),
+                        q,
+                        len,
+                        |a, b| pair_index(n, i + a, j + b),
+                        tot,
+                    )
+                };
+                j += q;
+            }
+            i += r;
+        }
+    }
+
+    /// Runs the `r`×`q` kernel over `len` values from each pointer and
+    /// flushes pair (a, b) into `tot[index(a, b)]`.
+    ///
+    /// # Safety
+    /// Each of the first `r` pointers of `xs` and `q` of `ys` must be valid
+    /// for reading `len` values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dispatch(
+        xs: &[*const f32; B],
+        r: usize,
+        ys: &[*const f32; B],
+        q: usize,
+        len: usize,
+        index: impl Fn(usize, usize) -> usize,
+        tot: &mut [[f64; LANES]],
+    ) {
+        macro_rules! grid {
+            ($(($r:literal, $q:literal)),*) => {
+                match (r, q) {
+                    $(($r, $q) => {
+                        let x: [*const f32; $r] = std::array::from_fn(|k| xs[k]);
+                        let y: [*const f32; $q] = std::array::from_fn(|k| ys[k]);
+                        // SAFETY: the caller's promise.
+                        let s = unsafe { chunk::<$r, $q>(x, y, len) };
+                        for (a, row) in s.iter().enumerate() {
+                            for (b, v) in row.iter().enumerate() {
+                                flush(*v, &mut tot[index(a, b)]);
+                            }
+                        }
+                    })*
+                    (r, q) => unreachable!("no {r}×{q} kernel"),
+                }
+            };
+        }
+        grid!(
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (1, 4),
+            (2, 1),
+            (2, 2),
+            (2, 3),
+            (2, 4),
+            (3, 1),
+            (3, 2),
+            (3, 3),
+            (3, 4),
+            (4, 1),
+            (4, 2),
+            (4, 3),
+            (4, 4)
+        )
+    }
+
+    /// Widens 16 `f32` lanes and adds them to 16 `f64` lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn flush(a: __m512, w: &mut [f64; LANES]) {
+        let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+        let p = w.as_mut_ptr();
+        // SAFETY: w has 16 lanes: 0..8 and 8..16.
+        unsafe {
+            let lo = _mm512_add_pd(
+                _mm512_loadu_pd(p),
+                _mm512_cvtps_pd(_mm512_castps512_ps256(a)),
+            );
+            let hi = _mm512_add_pd(_mm512_loadu_pd(p.add(8)), _mm512_cvtps_pd(upper));
+            _mm512_storeu_pd(p, lo);
+            _mm512_storeu_pd(p.add(8), hi);
+        }
+    }
+
+    /// The `f32` lane sums of (x − y)² for each pair of `xs` × `ys` over
+    /// `len` coordinates (a multiple of 16), fused multiply-adds in
+    /// coordinate order from zero.
+    ///
+    /// # Safety
+    /// Every pointer must be valid for reading `len` values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    // Constant-bound index loops over the register blocks read best here.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn chunk<const R: usize, const Q: usize>(
+        xp: [*const f32; R],
+        yp: [*const f32; Q],
+        len: usize,
+    ) -> [[__m512; Q]; R] {
+        let mut a = [[_mm512_setzero_ps(); Q]; R];
+        let mut c = 0;
+        while c + LANES <= len {
+            // SAFETY: c + 16 <= len, the caller's promise.
+            unsafe {
+                let x: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(xp[r].add(c)));
+                for q in 0..Q {
+                    let y = _mm512_loadu_ps(yp[q].add(c));
+                    for r in 0..R {
+                        let d = _mm512_sub_ps(x[r], y);
+                        a[r][q] = _mm512_fmadd_ps(d, d, a[r][q]);
+                    }
+                }
+            }
+            c += LANES;
+        }
+        a
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,13 +614,45 @@ mod tests {
 
     #[test]
     fn every_kernel_computes_the_same_bits() {
-        // Random f32 rows; the dispatched kernel (AVX2 intrinsics on x86-64
-        // with AVX2) must equal the portable generic kernel bit for bit.
+        // Random f32 rows; the dispatched kernel and every intrinsics kernel
+        // this CPU can run (AVX2, AVX-512F) must equal the portable generic
+        // kernel bit for bit.
+        type Kernel = fn(&[&[f32]], usize, usize, &mut [f64]);
+        let mut kernels: Vec<(&str, Kernel)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: AVX2 and FMA checked just above.
+                #[allow(unsafe_code)]
+                kernels.push(("avx2", |r, lo, hi, acc| unsafe {
+                    avx2::super_block_f32(r, lo, hi, acc)
+                }));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F checked just above.
+                #[allow(unsafe_code)]
+                kernels.push(("avx512", |r, lo, hi, acc| unsafe {
+                    avx512::super_block_f32(r, lo, hi, acc)
+                }));
+            }
+        }
+        eprintln!(
+            "intrinsics kernels checked here: {:?}",
+            kernels.iter().map(|k| k.0).collect::<Vec<_>>()
+        );
         let mut s = 99u64;
         for &(n, d) in &[
             (2usize, 5usize),
+            (3, 33),
+            (4, 4096 + 16),
             (5, 37),
+            (6, 600),
+            (7, 4097),
+            (8, 8192 + 513),
             (9, 2048 + 17),
+            (11, 1023),
             (13, 70_000),
             (20, 131_075),
         ] {
@@ -410,6 +681,22 @@ mod tests {
                     *g += p;
                 }
                 lo = hi;
+            }
+            for (name, kernel) in &kernels {
+                let mut sum = vec![0.0f64; pairs];
+                let mut lo = 0;
+                while lo < d {
+                    let hi = (lo + SUPER_BLOCK).min(d);
+                    let mut part = vec![0.0f64; pairs];
+                    kernel(&refs, lo, hi, &mut part);
+                    for (g, p) in sum.iter_mut().zip(&part) {
+                        *g += p;
+                    }
+                    lo = hi;
+                }
+                for (k, (a, b)) in sum.iter().zip(&generic).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{name} n={n} d={d} pair {k}");
+                }
             }
             for i in 0..n {
                 for j in i + 1..n {
