@@ -13,6 +13,11 @@
 //! Each case: one untimed warm-up, then repetitions until ~1 s or 15 runs
 //! (at least 3); the median is reported. "read" is the median time of a
 //! parallel sum over the same n×d matrix (the memory-bandwidth floor).
+//!
+//! A rule's "× read time" is the median, over its repetitions, of its time
+//! divided by the time of a read run just before it: the machine's memory
+//! bandwidth drifts by ±20% over seconds on a shared host, and pairing keeps
+//! the rule and its floor under the same conditions.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,6 +89,29 @@ fn time_median(mut f: impl FnMut()) -> f64 {
     }
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
+}
+
+/// Alternates `floor` and `f` (one warm-up each, then pairs until ~1 s or
+/// 15 pairs, at least 3): the median time of `f` and the median of the
+/// per-pair ratios time(f) / time(floor).
+fn time_paired(mut floor: impl FnMut(), mut f: impl FnMut()) -> (f64, f64) {
+    floor();
+    f();
+    let (mut times, mut ratios) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while times.len() < 3 || (times.len() < 15 && start.elapsed().as_secs_f64() < 1.0) {
+        let t = Instant::now();
+        floor();
+        let base = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        f();
+        let secs = t.elapsed().as_secs_f64();
+        times.push(secs);
+        ratios.push(secs / base);
+    }
+    times.sort_by(f64::total_cmp);
+    ratios.sort_by(f64::total_cmp);
+    (times[times.len() / 2], ratios[ratios.len() / 2])
 }
 
 fn write_npy(path: &PathBuf, rows: &[Vec<f32>]) -> std::io::Result<()> {
@@ -190,14 +218,18 @@ fn main() {
                 if only.as_deref().is_some_and(|o| o != rule.id()) {
                     continue;
                 }
-                let secs = time_median(|| {
-                    std::hint::black_box(rule.aggregate(&refs).expect("precondition holds"));
-                });
+                let (secs, ratio) = time_paired(
+                    || {
+                        std::hint::black_box(read_once(&refs));
+                    },
+                    || {
+                        std::hint::black_box(rule.aggregate(&refs).expect("precondition holds"));
+                    },
+                );
                 println!(
-                    "| {n} | {f} | {d} | {} | {secs:.5} | {:.1} | {:.2} |",
+                    "| {n} | {f} | {d} | {} | {secs:.5} | {:.1} | {ratio:.2} |",
                     rule.id(),
                     bytes / secs / 1e9,
-                    secs / read
                 );
             }
         }
