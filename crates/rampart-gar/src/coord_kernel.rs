@@ -201,26 +201,25 @@ fn run<const R: usize, const KIND: u8, const B: usize>(
                 };
                 // The window search of the tile path: the window of the B
                 // values closest to the centre starts one past the last
-                // slide s → s + 1 that brings a strictly closer value in,
-                // counted as a suffix OR from the top down.
-                let mut start = _mm256_setzero_si256();
-                let mut seen = _mm256_setzero_si256();
-                for s in (0..R - B).rev() {
+                // slide s → s + 1 that brings a strictly closer value in.
+                // Going up, each such slide moves the window (a blend per
+                // value), so the last one decides.
+                let mut w: [__m256; B] = std::array::from_fn(|k| v[k]);
+                for s in 0..R - B {
                     let dl = _mm256_and_ps(_mm256_sub_ps(v[s], centre), abs_mask);
                     let dr = _mm256_and_ps(_mm256_sub_ps(v[s + B], centre), abs_mask);
-                    let closer = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(dr, dl));
-                    seen = _mm256_or_si256(seen, closer);
-                    // `seen` is −1 or 0 per lane.
-                    start = _mm256_sub_epi32(start, seen);
+                    let closer = _mm256_cmp_ps::<_CMP_LT_OQ>(dr, dl);
+                    for (k, x) in w.iter_mut().enumerate() {
+                        *x = _mm256_blendv_ps(*x, v[s + 1 + k], closer);
+                    }
                 }
-                let end = _mm256_add_epi32(start, _mm256_set1_epi32(B as i32));
+                // The window's values in ascending position from +0, as the
+                // tile path adds them (its +0 for the positions outside the
+                // window change nothing: a sum that starts at +0 is never
+                // −0).
                 let mut acc = zero;
-                for (r, x) in v.iter().enumerate() {
-                    let at = _mm256_set1_epi32(r as i32);
-                    // start <= r < start + B; outside lanes add +0.
-                    let before = _mm256_cmpgt_epi32(start, at);
-                    let inside = _mm256_andnot_si256(before, _mm256_cmpgt_epi32(end, at));
-                    acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_castsi256_ps(inside), *x));
+                for x in &w {
+                    acc = _mm256_add_ps(acc, *x);
                 }
                 _mm256_div_ps(acc, _mm256_set1_ps(B as f32))
             }
@@ -343,27 +342,19 @@ fn run512<const R: usize, const KIND: u8, const B: usize>(
                 } else {
                     v[R / 2]
                 };
-                // The window search of the AVX2 kernel with mask registers:
-                // the window starts one past the last slide s → s + 1 that
-                // brings a strictly closer value in.
-                let mut start = _mm512_setzero_si512();
-                let mut seen: __mmask16 = 0;
-                let one = _mm512_set1_epi32(1);
-                for s in (0..R - B).rev() {
+                // The window search of the AVX2 kernel with mask registers.
+                let mut w: [__m512; B] = std::array::from_fn(|k| v[k]);
+                for s in 0..R - B {
                     let dl = _mm512_abs_ps(_mm512_sub_ps(v[s], centre));
                     let dr = _mm512_abs_ps(_mm512_sub_ps(v[s + B], centre));
-                    seen |= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(dr, dl);
-                    start = _mm512_mask_add_epi32(start, seen, start, one);
+                    let closer = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(dr, dl);
+                    for (k, x) in w.iter_mut().enumerate() {
+                        *x = _mm512_mask_mov_ps(*x, closer, v[s + 1 + k]);
+                    }
                 }
-                let end = _mm512_add_epi32(start, _mm512_set1_epi32(B as i32));
                 let mut acc = zero;
-                for (r, x) in v.iter().enumerate() {
-                    let at = _mm512_set1_epi32(r as i32);
-                    // start <= r < start + B; outside lanes add +0, as in
-                    // the AVX2 kernel.
-                    let inside =
-                        _mm512_cmple_epi32_mask(start, at) & _mm512_cmpgt_epi32_mask(end, at);
-                    acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(inside, *x));
+                for x in &w {
+                    acc = _mm512_add_ps(acc, *x);
                 }
                 _mm512_div_ps(acc, _mm512_set1_ps(B as f32))
             }
