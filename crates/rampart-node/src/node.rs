@@ -509,6 +509,10 @@ struct Actor {
     delayed: VecDeque<forge::Delayed>,
     /// Peers that sent a refused input for a round (see `note_faulty`).
     faulty: BTreeMap<u64, BTreeSet<PeerId>>,
+    /// The (round, peer) marks placed by a refused input whose round could
+    /// not be read: they move on when the peer's own answer for that round
+    /// turns up, even after the round closed (see `note_faulty`).
+    floating: BTreeSet<(u64, PeerId)>,
     /// Rounds ahead whose inputs are buffered.
     max_ahead: u64,
     /// Testnets: the round whose own input this node aggregates but does
@@ -631,6 +635,7 @@ impl Actor {
             forging: None,
             delayed: VecDeque::new(),
             faulty: BTreeMap::new(),
+            floating: BTreeSet::new(),
             max_ahead: cfg.max_ahead,
             withheld: None,
             drift_period: cfg.drift_period,
@@ -1554,6 +1559,9 @@ impl Actor {
                 // its signer is to blame.
                 if reject && (pushed || p.header.header.sender_peer() == Some(from)) {
                     self.note_faulty(from, Some(p.header.header.round));
+                } else if pushed {
+                    // Still the pusher's answer for that round (late, say).
+                    self.refloat(from, p.header.header.round);
                 }
             }
             Ok((_, values)) => {
@@ -1572,6 +1580,7 @@ impl Actor {
                     if round == self.round {
                         self.last_input_at = Instant::now();
                     }
+                    self.refloat(sender, round);
                     self.check_complete(false);
                     self.try_forge(false);
                 }

@@ -184,12 +184,33 @@ impl Actor {
     /// current one it has not answered. A round then closes as soon as
     /// every expected peer has sent a valid input or such a refused one,
     /// instead of waiting for the timeout.
+    ///
+    /// A refused input whose round is unknown only says that the member
+    /// spent one of its answers. Pushes of consecutive rounds can cross, so
+    /// when the member's own answer for the round such a mark was placed on
+    /// turns up later (a valid input, or a refused one that names the
+    /// round, even after that round closed), the mark moves on to the
+    /// member's next round not answered ([`Self::refloat`]), so that round
+    /// does not wait for the timeout.
     pub(super) fn note_faulty(&mut self, peer: PeerId, round: Option<u64>) {
         if peer == self.local || !self.roster.contains(&peer) {
             return;
         }
         let current = self.round;
         self.faulty.retain(|r, _| *r >= current);
+        // Marks of closed rounds are kept for as many rounds as a node
+        // buffers ahead, the reach of a crossed push.
+        let oldest = current.saturating_sub(self.max_ahead);
+        self.floating.retain(|(r, _)| *r >= oldest);
+        if let Some(r) = round
+            && self.floating.remove(&(r, peer))
+        {
+            // This answer's place was held by an unknown-round refusal,
+            // which belongs to a later round. (`faulty` already holds the
+            // peer for r if r is still open.)
+            self.note_faulty(peer, None);
+            return;
+        }
         let last = current + self.max_ahead;
         let round = match round {
             Some(r) if r >= current && r <= last => r,
@@ -200,7 +221,10 @@ impl Actor {
                         && !self.inputs.get(r).is_some_and(|m| m.contains_key(&peer))
                 });
                 match free {
-                    Some(r) => r,
+                    Some(r) => {
+                        self.floating.insert((r, peer));
+                        r
+                    }
                     None => return,
                 }
             }
@@ -208,6 +232,16 @@ impl Actor {
         self.faulty.entry(round).or_default().insert(peer);
         if round == current {
             self.check_complete(false);
+        }
+    }
+
+    /// `peer`'s own answer for `round` arrived (a valid input, or a refused
+    /// push that is not counted as faulty, such as one for a round already
+    /// closed): a mark that an unknown-round refusal had placed on that
+    /// round moves to the peer's next round not answered.
+    pub(super) fn refloat(&mut self, peer: PeerId, round: u64) {
+        if self.floating.remove(&(round, peer)) {
+            self.note_faulty(peer, None);
         }
     }
 
