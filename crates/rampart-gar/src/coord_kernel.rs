@@ -31,7 +31,7 @@ macro_rules! networks {
 
         /// Sorts `R` registers lane-wise (finite values).
         #[inline(always)]
-        fn sort<V: MinMax, const R: usize>(v: &mut [V; R]) {
+        fn sort<V: Lanes, const R: usize>(v: &mut [V; R]) {
             let v: &mut [V] = v;
             match R {
                 $($r => { $(cmpx(v, $a, $b);)* })*
@@ -76,42 +76,202 @@ networks! {
     32 => [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17), (18, 19), (20, 21), (22, 23), (24, 25), (26, 27), (28, 29), (30, 31), (0, 2), (1, 3), (4, 6), (5, 7), (8, 10), (9, 11), (12, 14), (13, 15), (16, 18), (17, 19), (20, 22), (21, 23), (24, 26), (25, 27), (28, 30), (29, 31), (1, 2), (5, 6), (9, 10), (13, 14), (17, 18), (21, 22), (25, 26), (29, 30), (0, 4), (1, 5), (2, 6), (3, 7), (8, 12), (9, 13), (10, 14), (11, 15), (16, 20), (17, 21), (18, 22), (19, 23), (24, 28), (25, 29), (26, 30), (27, 31), (2, 4), (3, 5), (10, 12), (11, 13), (18, 20), (19, 21), (26, 28), (27, 29), (1, 2), (3, 4), (5, 6), (9, 10), (11, 12), (13, 14), (17, 18), (19, 20), (21, 22), (25, 26), (27, 28), (29, 30), (0, 8), (1, 9), (2, 10), (3, 11), (4, 12), (5, 13), (6, 14), (7, 15), (16, 24), (17, 25), (18, 26), (19, 27), (20, 28), (21, 29), (22, 30), (23, 31), (4, 8), (5, 9), (6, 10), (7, 11), (20, 24), (21, 25), (22, 26), (23, 27), (2, 4), (3, 5), (6, 8), (7, 9), (10, 12), (11, 13), (18, 20), (19, 21), (22, 24), (23, 25), (26, 28), (27, 29), (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (17, 18), (19, 20), (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (0, 16), (1, 17), (2, 18), (3, 19), (4, 20), (5, 21), (6, 22), (7, 23), (8, 24), (9, 25), (10, 26), (11, 27), (12, 28), (13, 29), (14, 30), (15, 31), (8, 16), (9, 17), (10, 18), (11, 19), (12, 20), (13, 21), (14, 22), (15, 23), (4, 8), (5, 9), (6, 10), (7, 11), (12, 16), (13, 17), (14, 18), (15, 19), (20, 24), (21, 25), (22, 26), (23, 27), (2, 4), (3, 5), (6, 8), (7, 9), (10, 12), (11, 13), (14, 16), (15, 17), (18, 20), (19, 21), (22, 24), (23, 25), (26, 28), (27, 29), (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20), (21, 22), (23, 24), (25, 26), (27, 28), (29, 30)],
 }
 
-/// Lane-wise minimum and maximum of a register of `f32` lanes.
-trait MinMax: Copy {
-    fn min(self, other: Self) -> Self;
-    fn max(self, other: Self) -> Self;
+/// A register of `f32` lanes and the operations the kernel needs: AVX2's
+/// eight lanes or AVX-512F's sixteen. Every method is plain vector
+/// arithmetic, inlined into a caller that runs with the instruction set
+/// enabled; both implementations compute the same value per lane.
+trait Lanes: Copy {
+    /// Lanes per register.
+    const WIDTH: usize;
+    /// The result of a lane-wise comparison.
+    type Mask: Copy;
+    fn zero() -> Self;
+    fn splat(x: f32) -> Self;
+    /// # Safety
+    /// `p` must be valid for reading `WIDTH` values.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` must be valid for writing `WIDTH` values.
+    unsafe fn store(self, p: *mut f32);
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    fn min(self, o: Self) -> Self;
+    fn max(self, o: Self) -> Self;
+    /// The magnitude (sign bit cleared).
+    fn abs(self) -> Self;
+    /// Whether any lane is not +0 or −0 (NaN included).
+    fn any_nonzero(self) -> bool;
+    /// Lanes where `self < o` (ordered).
+    fn lt(self, o: Self) -> Self::Mask;
+    /// `t` in the lanes of `m`, `self` elsewhere.
+    fn blend(self, m: Self::Mask, t: Self) -> Self;
+    /// The midpoint (a + b) / 2 formed in `f64` and rounded once, as the
+    /// tile path does.
+    fn midpoint(self, o: Self) -> Self;
 }
 
-impl MinMax for __m256 {
+// SAFETY (of every block below): plain AVX/AVX2 arithmetic; every caller
+// runs with AVX2 enabled.
+#[allow(clippy::undocumented_unsafe_blocks)]
+impl Lanes for __m256 {
+    const WIDTH: usize = 8;
+    type Mask = __m256;
     #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        // SAFETY: plain AVX arithmetic; every caller runs with AVX2 enabled.
-        unsafe { _mm256_min_ps(self, other) }
+    fn zero() -> Self {
+        unsafe { _mm256_setzero_ps() }
     }
     #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        // SAFETY: as above.
-        unsafe { _mm256_max_ps(self, other) }
+    fn splat(x: f32) -> Self {
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm256_storeu_ps(p, self) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        unsafe { _mm256_add_ps(self, o) }
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        unsafe { _mm256_sub_ps(self, o) }
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        unsafe { _mm256_div_ps(self, o) }
+    }
+    #[inline(always)]
+    fn min(self, o: Self) -> Self {
+        unsafe { _mm256_min_ps(self, o) }
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        unsafe { _mm256_max_ps(self, o) }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        unsafe { _mm256_and_ps(self, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff))) }
+    }
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self, _mm256_setzero_ps())) != 0 }
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Self::Mask {
+        unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(self, o) }
+    }
+    #[inline(always)]
+    fn blend(self, m: Self::Mask, t: Self) -> Self {
+        unsafe { _mm256_blendv_ps(self, t, m) }
+    }
+    #[inline(always)]
+    fn midpoint(self, o: Self) -> Self {
+        unsafe {
+            let half = _mm256_set1_pd(0.5);
+            let mid = |x: __m128, y: __m128| {
+                _mm256_cvtpd_ps(_mm256_mul_pd(
+                    _mm256_add_pd(_mm256_cvtps_pd(x), _mm256_cvtps_pd(y)),
+                    half,
+                ))
+            };
+            let lo = mid(_mm256_castps256_ps128(self), _mm256_castps256_ps128(o));
+            let hi = mid(
+                _mm256_extractf128_ps::<1>(self),
+                _mm256_extractf128_ps::<1>(o),
+            );
+            _mm256_set_m128(hi, lo)
+        }
     }
 }
 
-impl MinMax for __m512 {
+// SAFETY (of every block below): plain AVX-512F arithmetic; every caller
+// runs with AVX-512F enabled.
+#[allow(clippy::undocumented_unsafe_blocks)]
+impl Lanes for __m512 {
+    const WIDTH: usize = 16;
+    type Mask = __mmask16;
     #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        // SAFETY: plain AVX-512F arithmetic; every caller runs with AVX-512F
-        // enabled.
-        unsafe { _mm512_min_ps(self, other) }
+    fn zero() -> Self {
+        unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        // SAFETY: as above.
-        unsafe { _mm512_max_ps(self, other) }
+    fn splat(x: f32) -> Self {
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm512_storeu_ps(p, self) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        unsafe { _mm512_add_ps(self, o) }
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        unsafe { _mm512_sub_ps(self, o) }
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        unsafe { _mm512_div_ps(self, o) }
+    }
+    #[inline(always)]
+    fn min(self, o: Self) -> Self {
+        unsafe { _mm512_min_ps(self, o) }
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        unsafe { _mm512_max_ps(self, o) }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        unsafe { _mm512_abs_ps(self) }
+    }
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self, _mm512_setzero_ps()) != 0 }
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> Self::Mask {
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(self, o) }
+    }
+    #[inline(always)]
+    fn blend(self, m: Self::Mask, t: Self) -> Self {
+        unsafe { _mm512_mask_mov_ps(self, m, t) }
+    }
+    #[inline(always)]
+    fn midpoint(self, o: Self) -> Self {
+        unsafe {
+            let half = _mm512_set1_pd(0.5);
+            let mid = |x: __m256, y: __m256| {
+                _mm512_cvtpd_ps(_mm512_mul_pd(
+                    _mm512_add_pd(_mm512_cvtps_pd(x), _mm512_cvtps_pd(y)),
+                    half,
+                ))
+            };
+            let upper =
+                |x: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
+            let lo = mid(_mm512_castps512_ps256(self), _mm512_castps512_ps256(o));
+            let hi = mid(upper(self), upper(o));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                _mm256_castps_pd(hi),
+            ))
+        }
     }
 }
 
 /// One comparator: the smaller value to `a`, the larger to `b`.
 #[inline(always)]
-fn cmpx<V: MinMax>(v: &mut [V], a: usize, b: usize) {
+fn cmpx<V: Lanes>(v: &mut [V], a: usize, b: usize) {
     let (x, y) = (v[a], v[b]);
     v[a] = x.min(y);
     v[b] = x.max(y);
@@ -124,9 +284,9 @@ const CLOSEST_MEDIAN: u8 = 2;
 const CLOSEST_UPPER: u8 = 3;
 
 /// Reduces one `rows × TILE` tile (row r at `buf[r * TILE..]`) into `out`
-/// (`TILE` values): `Some(true)`
-/// when done, `Some(false)` (nothing written) when the tile holds a
-/// non-finite value, `None` when this size is not unrolled here.
+/// (`TILE` values), eight coordinates at a time: `Some(true)` when done,
+/// `Some(false)` (nothing written) when the tile holds a non-finite value,
+/// `None` when this size is not unrolled here (more than 16 rows).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -143,7 +303,7 @@ pub(crate) unsafe fn reduce_tile(
     macro_rules! by_rows {
         ($($r:literal)*) => {
             match rows {
-                $($r => by_op::<$r>(buf, out, op),)*
+                $($r => by_op::<__m256, $r>(buf, out, op),)*
                 _ => None,
             }
         };
@@ -151,128 +311,8 @@ pub(crate) unsafe fn reduce_tile(
     by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-#[target_feature(enable = "avx2,fma")]
-fn by_op<const R: usize>(buf: &[f32], out: &mut [f32], op: CoordOp) -> Option<bool> {
-    macro_rules! by_beta {
-        ($kind:ident, $beta:expr, $($b:literal)*) => {
-            match $beta {
-                $($b if $b <= R => run::<R, $kind, $b>(buf, out, 0),)*
-                _ => return None,
-            }
-        };
-    }
-    let done = match op {
-        CoordOp::Median => run::<R, MEDIAN, 0>(buf, out, 0),
-        CoordOp::TrimmedMean { f } if 2 * f < R => run::<R, TRIMMED, 0>(buf, out, f),
-        CoordOp::TrimmedMean { .. } => return None,
-        CoordOp::ClosestToMedian { beta } => by_beta!(CLOSEST_MEDIAN, beta, 1 2 3 4 5 6 7 8),
-        CoordOp::ClosestToUpperMedian { beta } => by_beta!(CLOSEST_UPPER, beta, 1 2 3 4 5 6 7 8),
-    };
-    Some(done)
-}
-
-/// The reduction `KIND` over a tile, eight coordinates at a time; false as
-/// soon as a block of eight holds a non-finite value. `f` is the trimmed
-/// mean's trim, `B` the closest-to-centre count.
-#[target_feature(enable = "avx2,fma")]
-fn run<const R: usize, const KIND: u8, const B: usize>(
-    buf: &[f32],
-    out: &mut [f32],
-    f: usize,
-) -> bool {
-    let zero = _mm256_setzero_ps();
-    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    for (l, o) in out.chunks_exact_mut(8).enumerate() {
-        let mut v = [zero; R];
-        for (r, x) in v.iter_mut().enumerate() {
-            let at = r * TILE + 8 * l;
-            let c = &buf[at..at + 8];
-            // SAFETY: `c` holds 8 values.
-            *x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        }
-        // v − v is +0 for finite v and NaN otherwise; a NaN sticks.
-        let mut chk = zero;
-        for x in &v {
-            chk = _mm256_add_ps(chk, _mm256_sub_ps(*x, *x));
-        }
-        if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(chk, zero)) != 0 {
-            return false;
-        }
-        sort::<__m256, R>(&mut v);
-        let res = match KIND {
-            MEDIAN => median(&v),
-            TRIMMED => {
-                let mut acc = zero;
-                for (r, x) in v.iter().enumerate() {
-                    if r >= f && r < R - f {
-                        acc = _mm256_add_ps(acc, *x);
-                    }
-                }
-                _mm256_div_ps(acc, _mm256_set1_ps((R - 2 * f) as f32))
-            }
-            _ => {
-                let centre = if KIND == CLOSEST_MEDIAN {
-                    median(&v)
-                } else {
-                    v[R / 2]
-                };
-                // The window search of the tile path: the window of the B
-                // values closest to the centre starts one past the last
-                // slide s → s + 1 that brings a strictly closer value in.
-                // Going up, each such slide moves the window (a blend per
-                // value), so the last one decides.
-                let mut w: [__m256; B] = std::array::from_fn(|k| v[k]);
-                for s in 0..R - B {
-                    let dl = _mm256_and_ps(_mm256_sub_ps(v[s], centre), abs_mask);
-                    let dr = _mm256_and_ps(_mm256_sub_ps(v[s + B], centre), abs_mask);
-                    let closer = _mm256_cmp_ps::<_CMP_LT_OQ>(dr, dl);
-                    for (k, x) in w.iter_mut().enumerate() {
-                        *x = _mm256_blendv_ps(*x, v[s + 1 + k], closer);
-                    }
-                }
-                // The window's values in ascending position from +0, as the
-                // tile path adds them (its +0 for the positions outside the
-                // window change nothing: a sum that starts at +0 is never
-                // −0).
-                let mut acc = zero;
-                for x in &w {
-                    acc = _mm256_add_ps(acc, *x);
-                }
-                _mm256_div_ps(acc, _mm256_set1_ps(B as f32))
-            }
-        };
-        // SAFETY: `o` holds 8 values.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), res) };
-    }
-    true
-}
-
-/// The median of sorted registers; for an even count the midpoint is formed
-/// in f64 and rounded once, as the tile path does.
-#[inline(always)]
-fn median<const R: usize>(v: &[__m256; R]) -> __m256 {
-    if R % 2 == 1 {
-        return v[R / 2];
-    }
-    let (a, b) = (v[R / 2 - 1], v[R / 2]);
-    // SAFETY: plain AVX arithmetic; every caller runs with AVX2 enabled.
-    unsafe {
-        let half = _mm256_set1_pd(0.5);
-        let mid = |x: __m128, y: __m128| {
-            _mm256_cvtpd_ps(_mm256_mul_pd(
-                _mm256_add_pd(_mm256_cvtps_pd(x), _mm256_cvtps_pd(y)),
-                half,
-            ))
-        };
-        let lo = mid(_mm256_castps256_ps128(a), _mm256_castps256_ps128(b));
-        let hi = mid(_mm256_extractf128_ps::<1>(a), _mm256_extractf128_ps::<1>(b));
-        _mm256_set_m128(hi, lo)
-    }
-}
-
-/// [`reduce_tile`] sixteen coordinates at a time with AVX-512F: the same
-/// comparators, the same window search and the same sums per lane, so the
-/// same bits.
+/// [`reduce_tile`] sixteen coordinates at a time with AVX-512F, for up to
+/// 32 rows: the same operations per lane, so the same bits.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX2 and FMA.
@@ -289,7 +329,7 @@ pub(crate) unsafe fn reduce_tile_avx512(
     macro_rules! by_rows {
         ($($r:literal)*) => {
             match rows {
-                $($r => by_op512::<$r>(buf, out, op),)*
+                $($r => by_op::<__m512, $r>(buf, out, op),)*
                 _ => None,
             }
         };
@@ -297,19 +337,77 @@ pub(crate) unsafe fn reduce_tile_avx512(
     by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
 }
 
+/// The kernel of one instruction set, compiled with it enabled.
+trait Kernel: Lanes {
+    /// [`run`] for these lanes.
+    ///
+    /// # Safety
+    /// The CPU must support the instruction set of `Self`.
+    unsafe fn run<const R: usize, const KIND: u8, const B: usize>(
+        buf: &[f32],
+        out: &mut [f32],
+        f: usize,
+    ) -> bool;
+}
+
+impl Kernel for __m256 {
+    #[inline(always)]
+    unsafe fn run<const R: usize, const KIND: u8, const B: usize>(
+        buf: &[f32],
+        out: &mut [f32],
+        f: usize,
+    ) -> bool {
+        // SAFETY: the caller's promise.
+        unsafe { run_avx2::<R, KIND, B>(buf, out, f) }
+    }
+}
+
+impl Kernel for __m512 {
+    #[inline(always)]
+    unsafe fn run<const R: usize, const KIND: u8, const B: usize>(
+        buf: &[f32],
+        out: &mut [f32],
+        f: usize,
+    ) -> bool {
+        // SAFETY: the caller's promise.
+        unsafe { run_avx512::<R, KIND, B>(buf, out, f) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn run_avx2<const R: usize, const KIND: u8, const B: usize>(
+    buf: &[f32],
+    out: &mut [f32],
+    f: usize,
+) -> bool {
+    run::<__m256, R, KIND, B>(buf, out, f)
+}
+
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn by_op512<const R: usize>(buf: &[f32], out: &mut [f32], op: CoordOp) -> Option<bool> {
+fn run_avx512<const R: usize, const KIND: u8, const B: usize>(
+    buf: &[f32],
+    out: &mut [f32],
+    f: usize,
+) -> bool {
+    run::<__m512, R, KIND, B>(buf, out, f)
+}
+
+/// Picks the reduction; reached only from [`reduce_tile`] or
+/// [`reduce_tile_avx512`], so the CPU supports `V`'s instruction set.
+#[inline(always)]
+fn by_op<V: Kernel, const R: usize>(buf: &[f32], out: &mut [f32], op: CoordOp) -> Option<bool> {
+    // SAFETY (of every call below): see above.
     macro_rules! by_beta {
         ($kind:ident, $beta:expr, $($b:literal)*) => {
             match $beta {
-                $($b if $b <= R => run512::<R, $kind, $b>(buf, out, 0),)*
+                $($b if $b <= R => unsafe { V::run::<R, $kind, $b>(buf, out, 0) },)*
                 _ => return None,
             }
         };
     }
     let done = match op {
-        CoordOp::Median => run512::<R, MEDIAN, 0>(buf, out, 0),
-        CoordOp::TrimmedMean { f } if 2 * f < R => run512::<R, TRIMMED, 0>(buf, out, f),
+        CoordOp::Median => unsafe { V::run::<R, MEDIAN, 0>(buf, out, 0) },
+        CoordOp::TrimmedMean { f } if 2 * f < R => unsafe { V::run::<R, TRIMMED, 0>(buf, out, f) },
         CoordOp::TrimmedMean { .. } => return None,
         CoordOp::ClosestToMedian { beta } => by_beta!(CLOSEST_MEDIAN, beta, 1 2 3 4 5 6 7 8),
         CoordOp::ClosestToUpperMedian { beta } => by_beta!(CLOSEST_UPPER, beta, 1 2 3 4 5 6 7 8),
@@ -317,96 +415,89 @@ fn by_op512<const R: usize>(buf: &[f32], out: &mut [f32], op: CoordOp) -> Option
     Some(done)
 }
 
-/// [`run`] with 16 lanes per register.
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn run512<const R: usize, const KIND: u8, const B: usize>(
+/// The reduction `KIND` over a tile, `V::WIDTH` coordinates at a time;
+/// false as soon as a block holds a non-finite value. `f` is the trimmed
+/// mean's trim, `B` the closest-to-centre count.
+#[inline(always)]
+fn run<V: Lanes, const R: usize, const KIND: u8, const B: usize>(
     buf: &[f32],
     out: &mut [f32],
     f: usize,
 ) -> bool {
-    let zero = _mm512_setzero_ps();
-    for (l, o) in out.chunks_exact_mut(16).enumerate() {
-        let mut v = [zero; R];
+    let w = V::WIDTH;
+    for (l, o) in out.chunks_exact_mut(w).enumerate() {
+        let mut v = [V::zero(); R];
         for (r, x) in v.iter_mut().enumerate() {
-            let at = r * TILE + 16 * l;
-            let c = &buf[at..at + 16];
-            // SAFETY: `c` holds 16 values.
-            *x = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+            let at = r * TILE + w * l;
+            let c = &buf[at..at + w];
+            // SAFETY: `c` holds WIDTH values.
+            *x = unsafe { V::load(c.as_ptr()) };
         }
         // v − v is +0 for finite v and NaN otherwise; a NaN sticks.
-        let mut chk = zero;
+        let mut chk = V::zero();
         for x in &v {
-            chk = _mm512_add_ps(chk, _mm512_sub_ps(*x, *x));
+            chk = chk.add(x.sub(*x));
         }
-        if _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(chk, zero) != 0 {
+        if chk.any_nonzero() {
             return false;
         }
-        sort::<__m512, R>(&mut v);
+        sort::<V, R>(&mut v);
         let res = match KIND {
-            MEDIAN => median512(&v),
+            MEDIAN => median(&v),
             TRIMMED => {
-                let mut acc = zero;
+                let mut acc = V::zero();
                 for (r, x) in v.iter().enumerate() {
                     if r >= f && r < R - f {
-                        acc = _mm512_add_ps(acc, *x);
+                        acc = acc.add(*x);
                     }
                 }
-                _mm512_div_ps(acc, _mm512_set1_ps((R - 2 * f) as f32))
+                acc.div(V::splat((R - 2 * f) as f32))
             }
             _ => {
                 let centre = if KIND == CLOSEST_MEDIAN {
-                    median512(&v)
+                    median(&v)
                 } else {
                     v[R / 2]
                 };
-                // The window search of the AVX2 kernel with mask registers.
-                let mut w: [__m512; B] = std::array::from_fn(|k| v[k]);
+                // The window search of the tile path: the window of the B
+                // values closest to the centre starts one past the last
+                // slide s → s + 1 that brings a strictly closer value in.
+                // Going up, each such slide moves the window (a blend per
+                // value), so the last one decides.
+                let mut win: [V; B] = std::array::from_fn(|k| v[k]);
                 for s in 0..R - B {
-                    let dl = _mm512_abs_ps(_mm512_sub_ps(v[s], centre));
-                    let dr = _mm512_abs_ps(_mm512_sub_ps(v[s + B], centre));
-                    let closer = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(dr, dl);
-                    for (k, x) in w.iter_mut().enumerate() {
-                        *x = _mm512_mask_mov_ps(*x, closer, v[s + 1 + k]);
+                    let dl = v[s].sub(centre).abs();
+                    let dr = v[s + B].sub(centre).abs();
+                    let closer = dr.lt(dl);
+                    for (k, x) in win.iter_mut().enumerate() {
+                        *x = x.blend(closer, v[s + 1 + k]);
                     }
                 }
-                let mut acc = zero;
-                for x in &w {
-                    acc = _mm512_add_ps(acc, *x);
+                // The window's values in ascending position from +0, as the
+                // tile path adds them (its +0 for the positions outside the
+                // window change nothing: a sum that starts at +0 is never
+                // −0).
+                let mut acc = V::zero();
+                for x in &win {
+                    acc = acc.add(*x);
                 }
-                _mm512_div_ps(acc, _mm512_set1_ps(B as f32))
+                acc.div(V::splat(B as f32))
             }
         };
-        // SAFETY: `o` holds 16 values.
-        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), res) };
+        // SAFETY: `o` holds WIDTH values.
+        unsafe { res.store(o.as_mut_ptr()) };
     }
     true
 }
 
-/// [`median`] with 16 lanes per register.
+/// The median of sorted registers; for an even count the midpoint is formed
+/// in f64 and rounded once, as the tile path does.
 #[inline(always)]
-fn median512<const R: usize>(v: &[__m512; R]) -> __m512 {
+fn median<V: Lanes, const R: usize>(v: &[V; R]) -> V {
     if R % 2 == 1 {
         return v[R / 2];
     }
-    let (a, b) = (v[R / 2 - 1], v[R / 2]);
-    // SAFETY: plain AVX-512F arithmetic; every caller runs with AVX-512F
-    // enabled.
-    unsafe {
-        let half = _mm512_set1_pd(0.5);
-        let mid = |x: __m256, y: __m256| {
-            _mm512_cvtpd_ps(_mm512_mul_pd(
-                _mm512_add_pd(_mm512_cvtps_pd(x), _mm512_cvtps_pd(y)),
-                half,
-            ))
-        };
-        let upper = |x: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
-        let lo = mid(_mm512_castps512_ps256(a), _mm512_castps512_ps256(b));
-        let hi = mid(upper(a), upper(b));
-        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-            _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
-            _mm256_castps_pd(hi),
-        ))
-    }
+    v[R / 2 - 1].midpoint(v[R / 2])
 }
 
 #[cfg(test)]
