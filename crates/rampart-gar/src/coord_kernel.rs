@@ -96,6 +96,7 @@ trait Lanes: Copy {
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
     fn min(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
     /// The magnitude (sign bit cleared).
@@ -144,6 +145,10 @@ impl Lanes for __m256 {
     #[inline(always)]
     fn div(self, o: Self) -> Self {
         unsafe { _mm256_div_ps(self, o) }
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        unsafe { _mm256_mul_ps(self, o) }
     }
     #[inline(always)]
     fn min(self, o: Self) -> Self {
@@ -222,6 +227,10 @@ impl Lanes for __m512 {
     #[inline(always)]
     fn div(self, o: Self) -> Self {
         unsafe { _mm512_div_ps(self, o) }
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        unsafe { _mm512_mul_ps(self, o) }
     }
     #[inline(always)]
     fn min(self, o: Self) -> Self {
@@ -451,7 +460,7 @@ fn run<V: Lanes, const R: usize, const KIND: u8, const B: usize>(
                         acc = acc.add(*x);
                     }
                 }
-                acc.div(V::splat((R - 2 * f) as f32))
+                divide(acc, R - 2 * f)
             }
             _ => {
                 let centre = if KIND == CLOSEST_MEDIAN {
@@ -481,13 +490,26 @@ fn run<V: Lanes, const R: usize, const KIND: u8, const B: usize>(
                 for x in &win {
                     acc = acc.add(*x);
                 }
-                acc.div(V::splat(B as f32))
+                divide(acc, B)
             }
         };
         // SAFETY: `o` holds WIDTH values.
         unsafe { res.store(o.as_mut_ptr()) };
     }
     true
+}
+
+/// `acc / count`. A power-of-two count multiplies by its reciprocal
+/// instead: `1/count` is exact, so both round the same real number and give
+/// the same bits for every value (subnormals included), without the
+/// divider's latency.
+#[inline(always)]
+fn divide<V: Lanes>(acc: V, count: usize) -> V {
+    if count.is_power_of_two() {
+        acc.mul(V::splat(1.0 / count as f32))
+    } else {
+        acc.div(V::splat(count as f32))
+    }
 }
 
 /// The median of sorted registers; for an even count the midpoint is formed

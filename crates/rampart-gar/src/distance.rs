@@ -7,8 +7,8 @@
 //! pair is accumulated in 16 independent lanes; `f32` lanes are widened into
 //! `f64` lanes every [`FLUSH`] coordinates. Three kernels compute exactly
 //! that, chosen at run time: AVX-512F (four rows against four others, one
-//! register per pair), AVX2 with FMA (two rows against three others) and the
-//! portable one.
+//! register per pair, prefetching the next tile while it computes), AVX2
+//! with FMA (two rows against three others) and the portable one.
 //!
 //! The summation order is a function of `d` alone — not of the number of
 //! threads, nor of the instruction set the kernel was compiled for — so every
@@ -383,6 +383,52 @@ mod avx512 {
     /// Rows per block and others per group.
     const B: usize = 4;
 
+    /// Hands out the cache lines of the next tile to prefetch into L2, one
+    /// per kernel iteration, so their loads spread over the current tile's
+    /// arithmetic: the tile's arithmetic and its reads from memory take
+    /// about as long. Prefetching a step ahead in bursts measured slower;
+    /// this spread made the pass about 10 % faster (Krum 5.5 against 6.2 ms
+    /// at n = 20, d = 1e6). A hint only: no effect on results.
+    struct Ahead {
+        rows: Vec<*const f32>,
+        lines: usize,
+        row: usize,
+        line: usize,
+    }
+
+    impl Ahead {
+        fn new(rows: &[&[f32]], from: usize, to: usize) -> Self {
+            let lines = (to.saturating_sub(from) * 4).div_ceil(64);
+            Self {
+                rows: rows
+                    .iter()
+                    .map(|r| r[from.min(r.len())..].as_ptr())
+                    .collect(),
+                lines,
+                row: 0,
+                line: 0,
+            }
+        }
+        #[inline(always)]
+        fn issue(&mut self) {
+            if self.line < self.lines {
+                // SAFETY: a prefetch never faults; the address is inside the row.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T1>(
+                        self.rows[self.row]
+                            .wrapping_add(self.line * 16)
+                            .cast::<i8>(),
+                    )
+                };
+                self.row += 1;
+                if self.row == self.rows.len() {
+                    self.row = 0;
+                    self.line += 1;
+                }
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) fn super_block_f32(rows: &[&[f32]], lo: usize, hi: usize, acc: &mut [f64]) {
         let n = rows.len();
@@ -393,10 +439,11 @@ mod avx512 {
             let t1 = (t0 + TILE).min(hi);
             let full = (t1 - t0) / LANES * LANES;
             tot.fill([0.0; LANES]);
+            let mut ahead = Ahead::new(rows, t1, (t1 + TILE).min(hi));
             let mut c0 = t0;
             while c0 < t0 + full {
                 let c1 = (c0 + FLUSH).min(t0 + full);
-                step(rows, c0, c1, &mut tot);
+                step(rows, c0, c1, &mut tot, &mut ahead);
                 c0 = c1;
             }
             // The last len % 16 coordinates go, one per lane, straight into
@@ -419,7 +466,7 @@ mod avx512 {
     /// Every pair over coordinates `c0..c1` (at most [`FLUSH`], a multiple
     /// of 16), flushed into the pairs' `f64` lanes.
     #[target_feature(enable = "avx512f")]
-    fn step(rows: &[&[f32]], c0: usize, c1: usize, tot: &mut [[f64; LANES]]) {
+    fn step(rows: &[&[f32]], c0: usize, c1: usize, tot: &mut [[f64; LANES]], ahead: &mut Ahead) {
         let n = rows.len();
         assert!(
             rows.iter().all(|r| r.len() >= c1),
@@ -443,13 +490,12 @@ mod avx512 {
                 // SAFETY: every pointer reads `len` values inside its row.
                 unsafe {
                     dispatch(
-                        &part(me, me + 1),
-                        1,
-                        &part(me + 1, i + r),
-                        others,
+                        &part(me, me + 1)[..1],
+                        &part(me + 1, i + r)[..others],
                         len,
                         |_, b| first + b,
                         tot,
+                        ahead,
                     )
                 };
             }
@@ -461,13 +507,12 @@ mod avx512 {
                 // SAFETY: as above.
                 unsafe {
                     dispatch(
-                        &xs,
-                        r,
-                        &part(j, j + q),
-                        q,
+                        &xs[..r],
+                        &part(j, j + q)[..q],
                         len,
                         |a, b| pair_index(n, i + a, j + b),
                         tot,
+                        ahead,
                     )
                 };
                 j += q;
@@ -476,30 +521,29 @@ mod avx512 {
         }
     }
 
-    /// Runs the `r`×`q` kernel over `len` values from each pointer and
-    /// flushes pair (a, b) into `tot[index(a, b)]`.
+    /// Runs the `xs.len()`×`ys.len()` kernel (at most [`B`] each) over
+    /// `len` values from each pointer and flushes pair (a, b) into
+    /// `tot[index(a, b)]`.
     ///
     /// # Safety
-    /// Each of the first `r` pointers of `xs` and `q` of `ys` must be valid
-    /// for reading `len` values.
+    /// Every pointer of `xs` and `ys` must be valid for reading `len` values.
     #[target_feature(enable = "avx512f")]
     unsafe fn dispatch(
-        xs: &[*const f32; B],
-        r: usize,
-        ys: &[*const f32; B],
-        q: usize,
+        xs: &[*const f32],
+        ys: &[*const f32],
         len: usize,
         index: impl Fn(usize, usize) -> usize,
         tot: &mut [[f64; LANES]],
+        ahead: &mut Ahead,
     ) {
         macro_rules! grid {
             ($(($r:literal, $q:literal)),*) => {
-                match (r, q) {
+                match (xs.len(), ys.len()) {
                     $(($r, $q) => {
                         let x: [*const f32; $r] = std::array::from_fn(|k| xs[k]);
                         let y: [*const f32; $q] = std::array::from_fn(|k| ys[k]);
                         // SAFETY: the caller's promise.
-                        let s = unsafe { chunk::<$r, $q>(x, y, len) };
+                        let s = unsafe { chunk::<$r, $q>(x, y, len, ahead) };
                         for (a, row) in s.iter().enumerate() {
                             for (b, v) in row.iter().enumerate() {
                                 flush(*v, &mut tot[index(a, b)]);
@@ -562,11 +606,13 @@ mod avx512 {
         xp: [*const f32; R],
         yp: [*const f32; Q],
         len: usize,
+        ahead: &mut Ahead,
     ) -> [[__m512; Q]; R] {
         let mut a = [[_mm512_setzero_ps(); Q]; R];
         let mut c = 0;
         while c + LANES <= len {
             // SAFETY: c + 16 <= len, the caller's promise.
+            ahead.issue();
             unsafe {
                 let x: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(xp[r].add(c)));
                 for q in 0..Q {
