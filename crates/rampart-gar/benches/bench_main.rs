@@ -7,8 +7,16 @@
 //! cargo bench -p rampart-gar --bench bench_main -- --write-npy DIR   # also save inputs as .npy
 //! cargo bench -p rampart-gar --bench bench_main -- --quick --rule multi-bulyan
 //! cargo bench -p rampart-gar --bench bench_main -- --n 20 --d 100000   # one shape
-//! cargo bench -p rampart-gar --bench bench_main -- --n 20 --d 100000   # one shape
+//! cargo bench -p rampart-gar --bench bench_main -- --quick --separate-rows
 //! ```
+//!
+//! The inputs are one n×d matrix in a single allocation, rows one after
+//! another: the layout of the `.npy` files (and of the numpy array ByzFL is
+//! timed on) and of `rampart aggregate`. `--separate-rows` puts each row in
+//! its own allocation instead, as a node's received payloads are; large
+//! allocations start at one offset within their pages, so all rows then
+//! share their L1 cache sets, which costs the two-pass rules some speed
+//! (`docs/benchmarks.md`).
 //!
 //! Each case: one untimed warm-up, then repetitions until ~1 s or 15 runs
 //! (at least 3); the median is reported. "read" is the median time of a
@@ -144,6 +152,7 @@ fn main() {
         .position(|a| a == "--rule")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let separate = args.iter().any(|a| a == "--separate-rows");
     let npy_dir = args
         .iter()
         .position(|a| a == "--write-npy")
@@ -174,8 +183,13 @@ fn main() {
     // Bulyan-family f at the rule's limit n >= 4f + 3.
     let bulyan_f = |n: usize| (n - 3) / 4;
     println!(
-        "threads: {}  (rayon global pool)\n",
-        rayon::current_num_threads()
+        "threads: {}  (rayon global pool); inputs: {}\n",
+        rayon::current_num_threads(),
+        if separate {
+            "one allocation per row"
+        } else {
+            "one n×d matrix"
+        }
     );
     println!("| n | f | d | rule | seconds | input GB/s | × read time |");
     println!("|---|---|---|---|---|---|---|");
@@ -188,7 +202,12 @@ fn main() {
                     eprintln!("cannot write {}: {e}", p.display());
                 }
             }
-            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            let matrix: Vec<f32> = if separate { Vec::new() } else { rows.concat() };
+            let refs: Vec<&[f32]> = if separate {
+                rows.iter().map(Vec::as_slice).collect()
+            } else {
+                matrix.chunks_exact(d).collect()
+            };
             let bytes = (n * d * 4) as f64;
             let read = time_median(|| {
                 std::hint::black_box(read_once(&refs));
