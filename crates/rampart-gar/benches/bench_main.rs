@@ -202,7 +202,12 @@ fn main() {
                     eprintln!("cannot write {}: {e}", p.display());
                 }
             }
-            let matrix: Vec<f32> = if separate { Vec::new() } else { rows.concat() };
+            // One layout only, so the other copy does not stay in memory.
+            let (rows, matrix) = if separate {
+                (rows, Vec::new())
+            } else {
+                (Vec::new(), rows.concat())
+            };
             let refs: Vec<&[f32]> = if separate {
                 rows.iter().map(Vec::as_slice).collect()
             } else {

@@ -221,6 +221,13 @@ pub(crate) const RECIPROCAL_COUNTS: usize = 64;
 /// division, not through the reciprocal.
 pub(crate) const RECIPROCAL_TINY: f32 = f32::from_bits(27 << 23);
 
+/// A non-zero value below [`RECIPROCAL_TINY`], which the reciprocal path
+/// does not take.
+#[inline(always)]
+fn too_small_for_reciprocal(x: f32) -> bool {
+    x != 0.0 && x.abs() < RECIPROCAL_TINY
+}
+
 /// `v[i] / count` for every value, with the bits of the division.
 ///
 /// A vector division is the slowest step of the fill (about 8 % of
@@ -241,9 +248,9 @@ pub(crate) fn divide_by_count<T: Float>(v: &mut [T], count: usize, fma: bool) {
     if fma
         && count <= RECIPROCAL_COUNTS
         && let Some(v) = T::as_f32_slice_mut(v)
-        && !v.iter().fold(false, |tiny, &x| {
-            tiny | (x != 0.0 && x.abs() < RECIPROCAL_TINY)
-        })
+        && !v
+            .iter()
+            .fold(false, |tiny, &x| tiny | too_small_for_reciprocal(x))
     {
         let c = count as f32;
         let r = 1.0 / c;
@@ -713,7 +720,7 @@ mod tests {
                 let mut bad = 0u64;
                 for bits in 0..=u32::MAX {
                     let s = f32::from_bits(bits);
-                    if s != 0.0 && s.abs() < RECIPROCAL_TINY {
+                    if too_small_for_reciprocal(s) {
                         continue; // divided plainly by `divide_by_count`
                     }
                     let (q, want) = (div_by_reciprocal(s, c, r), s / c);
