@@ -22,7 +22,9 @@ const MNIST_DIR: &str = concat!(
 /// Serves `GET /good/<f>` from `dir`, `/flipped/<f>` with one byte of the
 /// gzip stream flipped, `/altered/<f>` re-compressed after changing one
 /// decompressed byte, `/moved/<f>` as a redirect to `/good/<f>`; 404
-/// otherwise. Runs until `stop` or 60 s.
+/// otherwise. One request per connection, each answer says `Connection:
+/// close` (a client that pooled the connection would otherwise send its
+/// next request into a closed socket). Runs until `stop` or 60 s.
 struct Server {
     base: String,
     stop: Arc<AtomicBool>,
@@ -85,7 +87,8 @@ fn serve(dir: &Path, stream: std::net::TcpStream) {
         .unwrap_or(("", ""));
     let file = dir.join(name);
     if name.contains("..") || !file.is_file() {
-        let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        let _ = out
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     }
     let mut body = std::fs::read(&file).unwrap();
@@ -109,13 +112,15 @@ fn serve(dir: &Path, stream: std::net::TcpStream) {
         "moved" => {
             let _ = write!(
                 out,
-                "HTTP/1.1 302 Found\r\nLocation: http://{}/good/{name}\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.1 302 Found\r\nLocation: http://{}/good/{name}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 stream.local_addr().unwrap()
             );
             return;
         }
         "chunked" => {
-            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let _ = out.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            );
             for chunk in body.chunks(1 << 16) {
                 let _ = write!(out, "{:x}\r\n", chunk.len());
                 let _ = out.write_all(chunk);
@@ -125,13 +130,15 @@ fn serve(dir: &Path, stream: std::net::TcpStream) {
             return;
         }
         _ => {
-            let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            let _ = out.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             return;
         }
     }
     let _ = write!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let _ = out.write_all(&body);
