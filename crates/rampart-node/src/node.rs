@@ -1297,7 +1297,7 @@ impl Actor {
             Ok(Message::Header(h)) => match self.validator.header(&h) {
                 Ok(fresh) => {
                     let round = h.header.round;
-                    if let Some(sender) = h.header.sender_peer() {
+                    if let Some(sender) = self.validator.member(&h.header.sender) {
                         let (store, announced) = match h.header.kind {
                             PayloadKind::Drift => (&self.drift_inputs, &mut self.drift_announced),
                             _ => (&self.inputs, &mut self.announced),
@@ -1505,7 +1505,7 @@ impl Actor {
                 self.refused(from, r);
             }
             Ok((_, values)) => {
-                if let Some(sender) = p.header.header.sender_peer() {
+                if let Some(sender) = self.validator.member(&p.header.header.sender) {
                     self.answers
                         .insert(sender, (p.header.header.round, values.into_vec()));
                 }
@@ -1557,7 +1557,9 @@ impl Actor {
                 // its fault whatever sender the header names (an
                 // impersonation, say). A pull answer may be relayed: only
                 // its signer is to blame.
-                if reject && (pushed || p.header.header.sender_peer() == Some(from)) {
+                if reject
+                    && (pushed || self.validator.member(&p.header.header.sender) == Some(from))
+                {
                     self.note_faulty(from, Some(p.header.header.round));
                 } else if pushed {
                     // Still the pusher's answer for that round (late, say).
@@ -1566,7 +1568,7 @@ impl Actor {
             }
             Ok((_, values)) => {
                 let round = p.header.header.round;
-                let Some(sender) = p.header.header.sender_peer() else {
+                let Some(sender) = self.validator.member(&p.header.header.sender) else {
                     return;
                 };
                 if round == self.round && self.phase == Phase::Aggregating {
@@ -1749,7 +1751,7 @@ impl Actor {
             }
             Ok((_, values)) => {
                 let round = p.header.header.round;
-                let Some(sender) = p.header.header.sender_peer() else {
+                let Some(sender) = self.validator.member(&p.header.header.sender) else {
                     return;
                 };
                 if round == self.round && self.phase == Phase::Contracting {

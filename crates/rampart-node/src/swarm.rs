@@ -1,7 +1,8 @@
 //! Networking glue: the libp2p behaviour and its construction.
 //!
-//! TCP + Noise + Yamux; identify; gossipsub with signed messages and explicit
-//! validation for headers and proofs; request-response with the
+//! TCP + Noise + Yamux; identify; gossipsub carrying signed headers and
+//! proofs (anonymous envelopes: the signature inside is the one checked,
+//! once per distinct message) with explicit validation; request-response with the
 //! [`FrameCodec`](crate::codec::FrameCodec) for payload push, pull and state
 //! requests; an allow list holding exactly the roster, so connections from
 //! anyone else are denied as soon as the Noise handshake names them.
@@ -120,8 +121,19 @@ pub(crate) fn peer_job(agent: &str) -> Option<&str> {
 
 pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
     let protocol = rr_protocol(cfg)?;
+    // Everything published on gossip (a header, an equivocation proof)
+    // carries its author's Ed25519 signature, which the validator checks
+    // once per distinct header. Gossipsub's own envelope signature would
+    // sign the same bytes again and is checked on every copy that arrives
+    // (a message reaches a node from each of its mesh peers), before
+    // duplicates are dropped: so messages travel anonymous, and a message's
+    // id is the hash of its bytes (a forged envelope cannot claim an honest
+    // message's id, as it could with the default sender + sequence number).
     let gossip_cfg = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::new(blake3::hash(&m.data).as_bytes())
+        })
         .validate_messages()
         // Headers and proofs only; payloads never travel on gossip.
         .max_transmit_size(16 * 1024)
@@ -144,10 +156,8 @@ pub(crate) fn build(cfg: &NodeConfig) -> Result<Swarm<Behaviour>, SwarmError> {
     let builder = builder.with_quic();
     let mut swarm = builder
         .with_behaviour(|key| {
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossip_cfg,
-            )?;
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_cfg)?;
             Ok(Behaviour {
                 allow: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
-use libp2p::PeerId;
+use libp2p::{PeerId, identity};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::{
     Encoding, EquivocationProof, JobId, Message, PayloadKind, SignedHeader, SignedPayload, Values,
-    WireError,
+    WireError, ed25519_public_of, public_key,
 };
 
 /// Why an input was not accepted.
@@ -200,6 +200,9 @@ pub(crate) struct ValidatorConfig {
 pub(crate) struct Validator {
     cfg: ValidatorConfig,
     roster: BTreeSet<PeerId>,
+    /// The roster members' Ed25519 keys (as headers name senders), decoded
+    /// once, with their PeerIds.
+    members: HashMap<[u8; 32], (PeerId, identity::PublicKey)>,
     round: u64,
     /// First header seen per (round, kind, sender key), for equivocation
     /// detection; pruned when the round advances.
@@ -210,8 +213,17 @@ pub(crate) struct Validator {
 
 impl Validator {
     pub(crate) fn new(cfg: ValidatorConfig) -> Self {
+        let members = cfg
+            .roster
+            .iter()
+            .filter_map(|peer| {
+                let bytes = ed25519_public_of(peer)?;
+                Some((bytes, (*peer, public_key(&bytes)?)))
+            })
+            .collect();
         Self {
             roster: cfg.roster.iter().copied().collect(),
+            members,
             cfg,
             round: 0,
             seen: HashMap::new(),
@@ -222,6 +234,11 @@ impl Validator {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The roster member whose Ed25519 key is `sender`, if any.
+    pub(crate) fn member(&self, sender: &[u8; 32]) -> Option<PeerId> {
+        self.members.get(sender).map(|(peer, _)| *peer)
     }
 
     pub(crate) fn is_excluded(&self, peer: &PeerId) -> bool {
@@ -275,7 +292,7 @@ impl Validator {
         if h.job != self.cfg.job {
             return self.refuse(Reason::WrongJob);
         }
-        let Some(peer) = h.sender_peer().filter(|p| self.roster.contains(p)) else {
+        let Some((peer, signer)) = self.members.get(&h.sender).cloned() else {
             return self.refuse(Reason::NotInRoster);
         };
         if self.excluded.contains_key(&peer) {
@@ -300,7 +317,7 @@ impl Validator {
         if self.seen.get(&key) == Some(sh) {
             return Ok(Freshness::Known);
         }
-        if !sh.verify() {
+        if !sh.verify_with(&signer) {
             return self.refuse(Reason::BadSignature);
         }
         match self.seen.get(&key) {

@@ -430,7 +430,7 @@ pub enum SignError {
     Encode(WireError),
 }
 
-fn public_key(bytes: &[u8; 32]) -> Option<identity::PublicKey> {
+pub(crate) fn public_key(bytes: &[u8; 32]) -> Option<identity::PublicKey> {
     identity::ed25519::PublicKey::try_from_bytes(bytes)
         .ok()
         .map(identity::PublicKey::from)
@@ -504,13 +504,15 @@ pub struct SignedHeader {
 impl SignedHeader {
     /// Whether the signature is valid for the header's sender key.
     pub fn verify(&self) -> bool {
-        let Some(key) = public_key(&self.header.sender) else {
-            return false;
-        };
-        match self.header.signing_bytes() {
-            Ok(bytes) => key.verify(&bytes, &self.signature.0),
-            Err(_) => false,
-        }
+        public_key(&self.header.sender).is_some_and(|key| self.verify_with(&key))
+    }
+
+    /// Whether the signature is valid for `key`, the sender's key already
+    /// decoded (decoding a key costs about a third of a verification).
+    pub(crate) fn verify_with(&self, key: &identity::PublicKey) -> bool {
+        self.header
+            .signing_bytes()
+            .is_ok_and(|bytes| key.verify(&bytes, &self.signature.0))
     }
 }
 
