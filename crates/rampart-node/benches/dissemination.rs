@@ -12,7 +12,9 @@
 //! machine's available parallelism, 2 on the reference machine).
 //!
 //! Round 0 (connection warm-up) is left out of every figure. Runs, in order:
-//! baseline, nodes with the average rule, nodes with multi-Bulyan (f = 1),
+//! baseline, the floor (the baseline's swarms also doing the work no node
+//! can skip: gradient, hashes, average; `baseline::push_rounds_with`),
+//! nodes with the average rule, nodes with multi-Bulyan (f = 1),
 //! nodes with multi-Bulyan and drift control every 2 rounds, nodes with the
 //! average rule and bf16 gradients (half the bytes; its "x baseline"
 //! still divides by the f32 plain push, and its "x bound" by the f32
@@ -22,7 +24,8 @@ use std::time::Duration;
 
 use rampart_gar::{CoordinatePhase, Rule};
 use rampart_node::{
-    Encoding, Event, JobId, LinearRegression, PayloadKind, SignedPayload, TestNet, baseline,
+    Encoding, Event, JobId, LinearRegression, PayloadKind, SignedPayload, TestNet, Trainer,
+    baseline,
 };
 
 struct Args {
@@ -31,7 +34,7 @@ struct Args {
     rounds: u64,
     /// Tokio worker threads (default: the machine's available parallelism).
     workers: usize,
-    /// Run only `average` (the nodes with that rule) or `baseline`, for
+    /// Run only `average` (the nodes with that rule), `baseline` or `floor`, for
     /// profiling.
     only: Option<String>,
 }
@@ -112,7 +115,6 @@ fn max(v: &[f64]) -> f64 {
 
 async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str, encoding: Encoding) -> Figures {
     let timeout = Duration::from_secs(600);
-    let d = a.dim;
     let cpu0 = cpu_seconds();
     let mut net = TestNet::start(a.nodes, timeout, |i, b| {
         b.rule(rule.clone())
@@ -121,16 +123,7 @@ async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str, encoding: Encoding) 
             .drift_period(drift)
             .job_tag(tag)
             .gradient_encoding(encoding)
-            // One sample per gradient (two passes over the model, a few ms
-            // at d = 1e6: the figure is about dissemination, not training),
-            // and a rate inside the trainer's stable range at this size
-            // (about 3 / d): at its default 0.1 the gradients overflow within
-            // ten rounds and the inputs are rejected as non-finite.
-            .trainer(
-                LinearRegression::new(d, 1, i as u64, 2)
-                    .with_batch(1)
-                    .with_learning_rate(1.0 / d as f32),
-            )
+            .trainer(trainer(a, i))
     })
     .await
     .expect("start the nodes");
@@ -166,11 +159,38 @@ async fn nodes(a: &Args, rule: Rule, drift: u64, tag: &str, encoding: Encoding) 
     f
 }
 
-async fn plain(a: &Args, frame: &[u8]) -> Figures {
+/// The bench's trainer for node `i` (the nodes' and the floor's).
+fn trainer(a: &Args, i: usize) -> LinearRegression {
+    // One sample per gradient (two passes over the model, a few ms at
+    // d = 1e6: the figure is about dissemination, not training), and a rate
+    // inside the trainer's stable range at this size (about 3 / d): at its
+    // default 0.1 the gradients overflow within ten rounds and the inputs
+    // are rejected as non-finite.
+    LinearRegression::new(a.dim, 1, i as u64, 2)
+        .with_batch(1)
+        .with_learning_rate(1.0 / a.dim as f32)
+}
+
+/// The plain push of `frame`; with `work`, each swarm also does the work
+/// no node can skip (`baseline::push_rounds_with`).
+async fn plain(a: &Args, frame: &[u8], work: bool) -> Figures {
     let cpu0 = cpu_seconds();
-    let runs = baseline::push_rounds(a.nodes, frame, a.rounds as usize, Duration::from_secs(600))
-        .await
-        .expect("baseline");
+    let trainers: Vec<Box<dyn Trainer>> = if work {
+        (0..a.nodes)
+            .map(|i| Box::new(trainer(a, i)) as Box<dyn Trainer>)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let runs = baseline::push_rounds_with(
+        a.nodes,
+        frame,
+        a.rounds as usize,
+        Duration::from_secs(600),
+        trainers,
+    )
+    .await
+    .expect("baseline");
     let mut f = Figures::default();
     if let (Some(a0), Some(a1)) = (cpu0, cpu_seconds()) {
         f.cpu_per_round = (a1 - a0) / a.rounds as f64;
@@ -223,14 +243,27 @@ fn main() {
         return;
     }
     if a.only.as_deref() == Some("baseline") {
-        let f = rt.block_on(plain(&a, &frame));
+        let f = rt.block_on(plain(&a, &frame, false));
         println!("plain push: round {:.3} s", mean(&f.total));
         return;
     }
+    if a.only.as_deref() == Some("floor") {
+        let f = rt.block_on(plain(&a, &frame, true));
+        println!(
+            "plain push with the node's necessary work: round {:.3} s",
+            mean(&f.total)
+        );
+        return;
+    }
     let f32le = Encoding::F32Le;
-    let (base1, avg, mbul, mbul_drift, avg_bf16, base2) = rt.block_on(async {
-        let base1 = plain(&a, &frame).await;
+    let (base1, floor, avg, mbul, mbul_drift, avg_bf16, base2) = rt.block_on(async {
+        let base1 = plain(&a, &frame, false).await;
         eprintln!("baseline: round {:.3} s", mean(&base1.total));
+        let floor = plain(&a, &frame, true).await;
+        eprintln!(
+            "plain push with the node's necessary work: round {:.3} s",
+            mean(&floor.total)
+        );
         let avg = nodes(&a, Rule::Average, 0, "bench-average", f32le).await;
         eprintln!("nodes, average: round {:.3} s", mean(&avg.total));
         let mbul = nodes(&a, mb.clone(), 0, "bench-multi-bulyan", f32le).await;
@@ -242,8 +275,8 @@ fn main() {
         );
         let avg_bf16 = nodes(&a, Rule::Average, 0, "bench-average-bf16", Encoding::Bf16Le).await;
         eprintln!("nodes, average, bf16: round {:.3} s", mean(&avg_bf16.total));
-        let base2 = plain(&a, &frame).await;
-        (base1, avg, mbul, mbul_drift, avg_bf16, base2)
+        let base2 = plain(&a, &frame, false).await;
+        (base1, floor, avg, mbul, mbul_drift, avg_bf16, base2)
     });
     let bound = ((a.nodes - 1) * a.dim * 4) as f64;
     let mut both = base1.total.clone();
@@ -290,6 +323,11 @@ fn main() {
         );
     };
     row("plain push (baseline, first)", &base1, false);
+    row(
+        "plain push + gradient, hashes, average (floor)",
+        &floor,
+        false,
+    );
     row("nodes, average", &avg, true);
     row("nodes, multi-Bulyan f = 1", &mbul, true);
     row(
@@ -299,4 +337,12 @@ fn main() {
     );
     row("nodes, average, bf16 gradients", &avg_bf16, true);
     row("plain push (baseline, again)", &base2, false);
+    println!();
+    println!(
+        "floor = the plain push where each swarm also computes its gradient, hashes it into its frame, \
+         hashes and checks each payload it receives and applies the average of the n gradients: \
+         the work no node can skip. Nodes over the floor: average {:.2}, multi-Bulyan {:.2}",
+        mean(&avg.total) / mean(&floor.total),
+        mean(&mbul.total) / mean(&floor.total),
+    );
 }

@@ -10,6 +10,15 @@
 //! as a node does, each answered by a one-byte ack) and its round ends when
 //! it has received the n − 1 frames of that round; then it starts the next
 //! one.
+//!
+//! [`push_rounds_with`] can also give each swarm a trainer: its rounds then
+//! do, around the same pushes, the work that no Byzantine-robust node can
+//! skip, with the node's own code — compute the gradient, hash it and copy
+//! it into the frame; hash and check every payload received (a node must
+//! tie each payload to its signed header); average the n gradients and
+//! apply the average. Still no gossip, signatures, validation or
+//! bookkeeping: a lower bound on a node's round, measured on the same
+//! machine in the same run.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,8 +32,12 @@ use libp2p::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use rampart_gar::{Aggregate, Rule};
+
 use crate::codec::{Frame, FrameCodec};
 use crate::harness::{HarnessError, TestNet};
+use crate::trainer::Trainer;
+use crate::wire::{Values, hash_and_decode_f32, payload_hash};
 
 type Rr = request_response::Behaviour<FrameCodec>;
 
@@ -64,11 +77,39 @@ pub async fn push_rounds(
     rounds: usize,
     timeout: Duration,
 ) -> Result<Vec<(Vec<Duration>, u64)>, HarnessError> {
+    push_rounds_with(n, frame, rounds, timeout, Vec::new()).await
+}
+
+/// [`push_rounds`] where swarm `i` also drives `trainers[i]` (none: the
+/// plain push). Each round it computes the trainer's gradient, hashes it and
+/// copies it into the last `dim · 4` bytes of its frame (the payload of a
+/// node's push frame); hashes and checks the payload of each frame it
+/// receives; and when the round's n − 1 frames are in, averages the n
+/// gradients with [`Rule::Average`] and applies the average. Round
+/// durations then include the gradient, from the start of the round.
+pub async fn push_rounds_with(
+    n: usize,
+    frame: &[u8],
+    rounds: usize,
+    timeout: Duration,
+    trainers: Vec<Box<dyn Trainer>>,
+) -> Result<Vec<(Vec<Duration>, u64)>, HarnessError> {
     if frame.len() < 8 || n < 2 {
         return Err(HarnessError::Baseline(
             "need n >= 2 and a frame of 8 bytes or more".into(),
         ));
     }
+    if !trainers.is_empty()
+        && (trainers.len() != n
+            || trainers
+                .iter()
+                .any(|t| t.dim().saturating_mul(4).saturating_add(8) > frame.len()))
+    {
+        return Err(HarnessError::Baseline(
+            "need one trainer per swarm, each with dim · 4 + 8 bytes of frame or fewer".into(),
+        ));
+    }
+    let mut trainers = trainers.into_iter();
     let roster = TestNet::roster(n);
     let mut swarms = Vec::with_capacity(n);
     let mut addrs: Vec<Multiaddr> = Vec::with_capacity(n);
@@ -106,6 +147,11 @@ pub async fn push_rounds(
             peers,
             frame: frame.to_vec(),
             rounds,
+            work: trainers.next().map(|trainer| Work {
+                trainer,
+                own: Vec::new(),
+                inputs: HashMap::new(),
+            }),
         };
         tokio::spawn(task.run(
             ready_tx.clone(),
@@ -144,6 +190,50 @@ struct Lockstep {
     peers: Vec<(PeerId, Multiaddr)>,
     frame: Vec<u8>,
     rounds: usize,
+    work: Option<Work>,
+}
+
+/// A swarm's node work ([`push_rounds_with`]).
+struct Work {
+    trainer: Box<dyn Trainer>,
+    /// This round's own gradient.
+    own: Vec<f32>,
+    /// Checked payloads received, per round.
+    inputs: HashMap<u64, Vec<Values>>,
+}
+
+impl Work {
+    /// Hashes and checks the payload of a received frame, and keeps it.
+    fn receive(&mut self, round: u64, frame: &Bytes) -> Result<(), HarnessError> {
+        let len = self.trainer.dim() * 4;
+        let payload = frame.slice(frame.len().saturating_sub(len)..);
+        let decoded = hash_and_decode_f32(&payload);
+        std::hint::black_box(decoded.hash);
+        match decoded.values {
+            Some((values, true)) if values.len() * 4 == len => {
+                self.inputs.entry(round).or_default().push(values);
+                Ok(())
+            }
+            _ => Err(HarnessError::Baseline(
+                "a payload of the wrong size or not finite".into(),
+            )),
+        }
+    }
+
+    /// Averages the round's gradients and applies the average.
+    fn finish(&mut self, round: u64) -> Result<(), HarnessError> {
+        let fail = |e: String| HarnessError::Baseline(e);
+        let inputs = self.inputs.remove(&round).unwrap_or_default();
+        let mut rows: Vec<&[f32]> = Vec::with_capacity(inputs.len() + 1);
+        rows.push(&self.own);
+        rows.extend(inputs.iter().map(|v| &**v));
+        let avg = Aggregate::<f32>::aggregate(&Rule::Average, &rows)
+            .map_err(|e| fail(e.to_string()))?
+            .output;
+        self.trainer
+            .apply(&avg, round)
+            .map_err(|e| fail(e.to_string()))
+    }
 }
 
 type Done = (usize, Result<(Vec<Duration>, u64), HarnessError>);
@@ -191,7 +281,15 @@ impl Lockstep {
                         };
                         let mut r = [0u8; 8];
                         r.copy_from_slice(&request[..8]);
-                        *received.entry(u64::from_le_bytes(r)).or_default() += 1;
+                        let r = u64::from_le_bytes(r);
+                        if let Some(w) = &mut self.work
+                            && let Err(e) = w.receive(r, &request)
+                            && !reported
+                        {
+                            reported = true;
+                            let _ = done.send((self.index, Err(e))).await;
+                        }
+                        *received.entry(r).or_default() += 1;
                         bytes += 1;
                         let _ = self.swarm.behaviour_mut().send_response(channel, Bytes::from_static(&[0]));
                     }
@@ -208,7 +306,14 @@ impl Lockstep {
                 Ok(()) = go.changed(), if !started => {
                     started = true;
                     start = Instant::now();
-                    bytes += self.push(round);
+                    match self.push(round) {
+                        Ok(b) => bytes += b,
+                        Err(e) => {
+                            reported = true;
+                            round = self.rounds;
+                            let _ = done.send((self.index, Err(e))).await;
+                        }
+                    }
                 }
                 Ok(()) = stop.changed() => break,
             }
@@ -216,13 +321,33 @@ impl Lockstep {
                 && round < self.rounds
                 && received.get(&(round as u64)).copied().unwrap_or(0) >= n - 1
             {
+                let finished = match &mut self.work {
+                    Some(w) => w.finish(round as u64),
+                    None => Ok(()),
+                };
                 lat.push(start.elapsed());
                 received.remove(&(round as u64));
                 round += 1;
-                if round < self.rounds {
-                    start = Instant::now();
-                    bytes += self.push(round);
-                } else if !reported {
+                let pushed = finished.and_then(|()| {
+                    if round < self.rounds {
+                        start = Instant::now();
+                        self.push(round)
+                    } else {
+                        Ok(0)
+                    }
+                });
+                match pushed {
+                    Ok(b) => bytes += b,
+                    Err(e) => {
+                        // This swarm stops; the caller gets the error.
+                        if !reported {
+                            reported = true;
+                            let _ = done.send((self.index, Err(e))).await;
+                        }
+                        round = self.rounds;
+                    }
+                }
+                if round >= self.rounds && !reported {
                     reported = true;
                     let per_round = bytes / self.rounds as u64;
                     let _ = done
@@ -235,16 +360,33 @@ impl Lockstep {
 
     /// Pushes this round's frame to every peer (the round's frame built
     /// once and shared by the pushes, as a node does); returns the bytes
-    /// handed to libp2p.
-    fn push(&mut self, round: usize) -> u64 {
+    /// handed to libp2p. With a trainer, the frame's payload is this
+    /// round's gradient, hashed, as a node's is.
+    fn push(&mut self, round: usize) -> Result<u64, HarnessError> {
         self.frame[..8].copy_from_slice(&(round as u64).to_le_bytes());
-        let frame = Bytes::copy_from_slice(&self.frame);
+        let frame = match &mut self.work {
+            None => Bytes::copy_from_slice(&self.frame),
+            Some(w) => {
+                let (_, g) = w
+                    .trainer
+                    .gradient(round as u64)
+                    .map_err(|e| HarnessError::Baseline(e.to_string()))?;
+                let payload: &[u8] = bytemuck::cast_slice(&g);
+                std::hint::black_box(payload_hash(payload));
+                let head = &self.frame[..self.frame.len() - payload.len()];
+                let mut f = Vec::with_capacity(self.frame.len());
+                f.extend_from_slice(head);
+                f.extend_from_slice(payload);
+                w.own = g;
+                Bytes::from(f)
+            }
+        };
         let peers: Vec<PeerId> = self.peers.iter().map(|(p, _)| *p).collect();
         for p in &peers {
             self.swarm
                 .behaviour_mut()
                 .send_request(p, frame.clone().into());
         }
-        (self.frame.len() * peers.len()) as u64
+        Ok((self.frame.len() * peers.len()) as u64)
     }
 }
