@@ -15,8 +15,9 @@ use libp2p::PeerId;
 use libp2p::identity::{self, Keypair};
 use serde::{Deserialize, Serialize};
 
-/// Version of the frame layout; the first byte of every frame.
-pub const WIRE_VERSION: u8 = 3;
+/// Version of the protocol (frame layout and gossip envelopes); the first
+/// byte of every frame, and part of the topic and protocol names.
+pub const WIRE_VERSION: u8 = 4;
 
 /// A payload starts at a multiple of this many bytes from the start of its
 /// frame (zero bytes pad the envelope), so that a receiver can read the f32
