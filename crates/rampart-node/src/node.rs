@@ -285,6 +285,9 @@ enum Job {
         inputs: BTreeMap<PeerId, Values>,
         /// Where to checkpoint after applying, and the job it belongs to.
         checkpoint: Option<(PathBuf, JobId)>,
+        /// A buffer for the parameters sent back (the node's previous copy,
+        /// reused).
+        buffer: Vec<f32>,
         reply: oneshot::Sender<ApplyResult>,
     },
     Restore {
@@ -333,6 +336,7 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
                 n,
                 inputs,
                 checkpoint,
+                mut buffer,
                 reply,
             } => {
                 let r = rule
@@ -344,7 +348,12 @@ fn trainer_loop(mut trainer: Box<dyn Trainer>, mut jobs: mpsc::Receiver<Job>) {
                             .map_err(NodeError::from),
                         None => Ok(()),
                     })
-                    .and_then(|()| trainer.parameters().map_err(NodeError::from));
+                    .and_then(|()| {
+                        trainer
+                            .parameters_into(&mut buffer)
+                            .map_err(NodeError::from)
+                    })
+                    .map(|()| buffer);
                 let _ = reply.send(r);
             }
             Job::Restore { path, job, reply } => {
@@ -485,6 +494,9 @@ struct Actor {
     resumed: bool,
     /// Rounds done and the parameters after them (answers state requests).
     latest: Option<(u64, Vec<f32>)>,
+    /// The buffer of the parameters `latest` held before, for the trainer
+    /// to fill after the next round (one allocation reused).
+    spare: Vec<f32>,
     /// State requests in flight and the answers received: sender → (rounds
     /// done, parameters).
     state_requests: HashSet<request_response::OutboundRequestId>,
@@ -623,6 +635,7 @@ impl Actor {
             pending_set: None,
             resumed: false,
             latest: None,
+            spare: Vec::new(),
             state_requests: HashSet::new(),
             answers: BTreeMap::new(),
             catch_up_round: 0,
@@ -1648,6 +1661,7 @@ impl Actor {
             n: self.roster.len(),
             inputs,
             checkpoint: self.checkpoint.clone().map(|p| (p, self.job)),
+            buffer: std::mem::take(&mut self.spare),
             reply,
         };
         if self.jobs.try_send(job).is_err() {
@@ -1689,7 +1703,7 @@ impl Actor {
             // done, so state answers never disagree about one round.
             return self.start_drift(params, report);
         }
-        self.latest = Some((self.round + 1, params));
+        self.set_latest(params);
         self.finish_round(report);
     }
 
@@ -1812,9 +1826,17 @@ impl Actor {
                 .and_then(|m| m.get(&self.local))
                 .map(|i| i.values.clone());
             if let Some(own) = own {
-                self.latest = Some((self.round + 1, own.into_vec()));
+                self.set_latest(own.into_vec());
             }
             self.end_drift(None);
+        }
+    }
+
+    /// Keeps `params` as the model after the current round (for state
+    /// answers); the buffer it replaces is kept for the next round.
+    fn set_latest(&mut self, params: Vec<f32>) {
+        if let Some((_, old)) = self.latest.replace((self.round + 1, params)) {
+            self.spare = old;
         }
     }
 
@@ -1824,7 +1846,7 @@ impl Actor {
             Ok(Err(e)) => return self.fail(e.to_string()),
             Err(_) => return self.fail("the trainer thread stopped".into()),
         };
-        self.latest = Some((self.round + 1, model));
+        self.set_latest(model);
         self.end_drift(Some(spread));
     }
 

@@ -55,6 +55,16 @@ pub trait Trainer: Send + 'static {
     /// The flat parameters.
     fn parameters(&self) -> Result<Vec<f32>, TrainerError>;
 
+    /// The flat parameters written into `out` (its contents replaced), so
+    /// that a caller keeping a copy every round can reuse one buffer: the
+    /// node keeps the parameters after each round to answer state requests.
+    /// The default calls [`Trainer::parameters`]; a trainer that holds its
+    /// parameters flat can copy them into `out` without allocating.
+    fn parameters_into(&self, out: &mut Vec<f32>) -> Result<(), TrainerError> {
+        *out = self.parameters()?;
+        Ok(())
+    }
+
     /// Replaces the flat parameters.
     fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError>;
 
@@ -95,6 +105,9 @@ impl<T: Trainer + ?Sized> Trainer for Box<T> {
     }
     fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
         (**self).parameters()
+    }
+    fn parameters_into(&self, out: &mut Vec<f32>) -> Result<(), TrainerError> {
+        (**self).parameters_into(out)
     }
     fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
         (**self).set_parameters(params)
@@ -347,6 +360,12 @@ impl Trainer for LinearRegression {
         Ok(self.weights.clone())
     }
 
+    fn parameters_into(&self, out: &mut Vec<f32>) -> Result<(), TrainerError> {
+        out.clear();
+        out.extend_from_slice(&self.weights);
+        Ok(())
+    }
+
     fn set_parameters(&mut self, params: &[f32]) -> Result<(), TrainerError> {
         if params.len() != self.weights.len() {
             return Err(TrainerError::new("wrong parameter dimension"));
@@ -415,6 +434,42 @@ mod tests {
         let mut c = LinearRegression::new(5, 7, 2, 64);
         assert_ne!(c.gradient(0).unwrap().1, a.gradient(0).unwrap().1);
         assert!(a.apply(&[0.0; 4], 0).is_err());
+    }
+
+    #[test]
+    fn parameters_into_fills_the_buffer_in_place() {
+        let mut t: Box<dyn Trainer> = Box::new(LinearRegression::new(100, 1, 0, 4));
+        let (_, g) = t.gradient(0).unwrap();
+        t.apply(&g, 0).unwrap();
+        let mut buf = vec![7.0f32; 100];
+        let at = buf.as_ptr();
+        t.parameters_into(&mut buf).unwrap();
+        assert_eq!(buf, t.parameters().unwrap());
+        assert_eq!(buf.as_ptr(), at, "the buffer was reallocated");
+        // The default (a trainer that does not override it) replaces the
+        // contents too, whatever their length.
+        struct Plain(Vec<f32>);
+        impl Trainer for Plain {
+            fn dim(&self) -> usize {
+                self.0.len()
+            }
+            fn gradient(&mut self, _: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
+                Ok((None, self.0.clone()))
+            }
+            fn apply(&mut self, _: &[f32], _: u64) -> Result<(), TrainerError> {
+                Ok(())
+            }
+            fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
+                Ok(self.0.clone())
+            }
+            fn set_parameters(&mut self, p: &[f32]) -> Result<(), TrainerError> {
+                self.0 = p.to_vec();
+                Ok(())
+            }
+        }
+        let mut buf = vec![1.0; 5];
+        Plain(vec![2.0, 3.0]).parameters_into(&mut buf).unwrap();
+        assert_eq!(buf, [2.0, 3.0]);
     }
 
     #[test]
