@@ -238,6 +238,22 @@ impl Work {
 
 type Done = (usize, Result<(Vec<Duration>, u64), HarnessError>);
 
+/// A swarm's one result for the caller: the first sent is the one kept.
+struct Reporter {
+    done: mpsc::Sender<Done>,
+    index: usize,
+    sent: bool,
+}
+
+impl Reporter {
+    async fn send(&mut self, r: Result<(Vec<Duration>, u64), HarnessError>) {
+        if !self.sent {
+            self.sent = true;
+            let _ = self.done.send((self.index, r)).await;
+        }
+    }
+}
+
 impl Lockstep {
     async fn run(
         mut self,
@@ -262,7 +278,11 @@ impl Lockstep {
         let mut received: HashMap<u64, usize> = HashMap::new();
         let mut lat = Vec::with_capacity(self.rounds);
         let mut bytes = 0u64;
-        let mut reported = false;
+        let mut report = Reporter {
+            done,
+            index: self.index,
+            sent: false,
+        };
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => match ev {
@@ -284,22 +304,15 @@ impl Lockstep {
                         let r = u64::from_le_bytes(r);
                         if let Some(w) = &mut self.work
                             && let Err(e) = w.receive(r, &request)
-                            && !reported
                         {
-                            reported = true;
-                            let _ = done.send((self.index, Err(e))).await;
+                            report.send(Err(e)).await;
                         }
                         *received.entry(r).or_default() += 1;
                         bytes += 1;
                         let _ = self.swarm.behaviour_mut().send_response(channel, Bytes::from_static(&[0]));
                     }
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. })
-                        if !reported =>
-                    {
-                        reported = true;
-                        let _ = done
-                            .send((self.index, Err(HarnessError::Baseline(error.to_string()))))
-                            .await;
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                        report.send(Err(HarnessError::Baseline(error.to_string()))).await;
                     }
                     _ => {}
                 },
@@ -309,9 +322,8 @@ impl Lockstep {
                     match self.push(round) {
                         Ok(b) => bytes += b,
                         Err(e) => {
-                            reported = true;
                             round = self.rounds;
-                            let _ = done.send((self.index, Err(e))).await;
+                            report.send(Err(e)).await;
                         }
                     }
                 }
@@ -340,19 +352,13 @@ impl Lockstep {
                     Ok(b) => bytes += b,
                     Err(e) => {
                         // This swarm stops; the caller gets the error.
-                        if !reported {
-                            reported = true;
-                            let _ = done.send((self.index, Err(e))).await;
-                        }
+                        report.send(Err(e)).await;
                         round = self.rounds;
                     }
                 }
-                if round >= self.rounds && !reported {
-                    reported = true;
+                if round >= self.rounds {
                     let per_round = bytes / self.rounds as u64;
-                    let _ = done
-                        .send((self.index, Ok((std::mem::take(&mut lat), per_round))))
-                        .await;
+                    report.send(Ok((std::mem::take(&mut lat), per_round))).await;
                 }
             }
         }
@@ -371,6 +377,13 @@ impl Lockstep {
                     .trainer
                     .gradient(round as u64)
                     .map_err(|e| HarnessError::Baseline(e.to_string()))?;
+                if g.len() != w.trainer.dim() {
+                    return Err(HarnessError::Baseline(format!(
+                        "a gradient of {} values from a trainer of dimension {}",
+                        g.len(),
+                        w.trainer.dim()
+                    )));
+                }
                 let payload: &[u8] = bytemuck::cast_slice(&g);
                 std::hint::black_box(payload_hash(payload));
                 let head = &self.frame[..self.frame.len() - payload.len()];

@@ -292,7 +292,7 @@ impl Validator {
         if h.job != self.cfg.job {
             return self.refuse(Reason::WrongJob);
         }
-        let Some((peer, signer)) = self.members.get(&h.sender).cloned() else {
+        let Some(peer) = self.member(&h.sender) else {
             return self.refuse(Reason::NotInRoster);
         };
         if self.excluded.contains_key(&peer) {
@@ -317,7 +317,11 @@ impl Validator {
         if self.seen.get(&key) == Some(sh) {
             return Ok(Freshness::Known);
         }
-        if !sh.verify_with(&signer) {
+        let signed = self
+            .members
+            .get(&h.sender)
+            .is_some_and(|(_, signer)| sh.verify_with(signer));
+        if !signed {
             return self.refuse(Reason::BadSignature);
         }
         match self.seen.get(&key) {

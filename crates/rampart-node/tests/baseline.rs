@@ -74,6 +74,36 @@ impl Trainer for NotFinite {
     }
 }
 
+/// A trainer whose gradients are one value short of its dimension.
+struct Short;
+
+impl Trainer for Short {
+    fn dim(&self) -> usize {
+        DIM
+    }
+    fn gradient(&mut self, _round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
+        Ok((None, vec![0.5; DIM - 1]))
+    }
+    fn apply(&mut self, _update: &[f32], _round: u64) -> Result<(), TrainerError> {
+        Ok(())
+    }
+    fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
+        Ok(vec![0.0; DIM])
+    }
+    fn set_parameters(&mut self, _params: &[f32]) -> Result<(), TrainerError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_refuses_a_gradient_of_the_wrong_length() {
+    let bad: Vec<Box<dyn Trainer>> = (0..3).map(|_| Box::new(Short) as _).collect();
+    let e = baseline::push_rounds_with(3, &frame(), 2, TIMEOUT, bad)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("a gradient of 999 values"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floor_refuses_bad_set_ups_and_bad_payloads() {
     let frame = frame();
