@@ -52,37 +52,17 @@ async fn plain_push_and_floor_complete_every_round() {
     }
 }
 
-/// A trainer whose gradients are not finite: the floor checks what it
-/// receives as a node does, and stops with an error instead of averaging.
-struct NotFinite;
+/// A trainer of dimension DIM whose every gradient is `self.0`: the floor
+/// must refuse gradients that are not finite (it checks what it receives
+/// as a node does) or not DIM long, with an error instead of averaging.
+struct Fixed(Vec<f32>);
 
-impl Trainer for NotFinite {
+impl Trainer for Fixed {
     fn dim(&self) -> usize {
         DIM
     }
     fn gradient(&mut self, _round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
-        Ok((None, vec![f32::NAN; DIM]))
-    }
-    fn apply(&mut self, _update: &[f32], _round: u64) -> Result<(), TrainerError> {
-        Ok(())
-    }
-    fn parameters(&self) -> Result<Vec<f32>, TrainerError> {
-        Ok(vec![0.0; DIM])
-    }
-    fn set_parameters(&mut self, _params: &[f32]) -> Result<(), TrainerError> {
-        Ok(())
-    }
-}
-
-/// A trainer whose gradients are one value short of its dimension.
-struct Short;
-
-impl Trainer for Short {
-    fn dim(&self) -> usize {
-        DIM
-    }
-    fn gradient(&mut self, _round: u64) -> Result<(Option<f32>, Vec<f32>), TrainerError> {
-        Ok((None, vec![0.5; DIM - 1]))
+        Ok((None, self.0.clone()))
     }
     fn apply(&mut self, _update: &[f32], _round: u64) -> Result<(), TrainerError> {
         Ok(())
@@ -97,7 +77,9 @@ impl Trainer for Short {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floor_refuses_a_gradient_of_the_wrong_length() {
-    let bad: Vec<Box<dyn Trainer>> = (0..3).map(|_| Box::new(Short) as _).collect();
+    let bad: Vec<Box<dyn Trainer>> = (0..3)
+        .map(|_| Box::new(Fixed(vec![0.5; DIM - 1])) as _)
+        .collect();
     let e = baseline::push_rounds_with(3, &frame(), 2, TIMEOUT, bad)
         .await
         .unwrap_err();
@@ -122,7 +104,9 @@ async fn floor_refuses_bad_set_ups_and_bad_payloads() {
     );
     // Non-finite payloads end the run with an error, well before the
     // timeout.
-    let bad: Vec<Box<dyn Trainer>> = (0..3).map(|_| Box::new(NotFinite) as _).collect();
+    let bad: Vec<Box<dyn Trainer>> = (0..3)
+        .map(|_| Box::new(Fixed(vec![f32::NAN; DIM])) as _)
+        .collect();
     let started = std::time::Instant::now();
     let e = baseline::push_rounds_with(3, &frame, 2, TIMEOUT, bad)
         .await
